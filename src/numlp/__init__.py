@@ -1,0 +1,51 @@
+"""numlp: multilayer perceptrons from scratch in NumPy, readable, verified and fast."""
+
+from numlp.layers import (
+    GELU,
+    BatchNorm,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    LeakyReLU,
+    Parameter,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from numlp.losses import MSE, BCEWithLogits, Loss, SoftmaxCrossEntropy
+from numlp.model import Sequential
+from numlp.optim import SGD, Adam, AdamW, Optimizer
+from numlp.train import Callback, EarlyStopping, History, TrainingDiverged
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GELU",
+    "MSE",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "BCEWithLogits",
+    "BatchNorm",
+    "Callback",
+    "Dense",
+    "Dropout",
+    "EarlyStopping",
+    "Flatten",
+    "History",
+    "Layer",
+    "LeakyReLU",
+    "Loss",
+    "Optimizer",
+    "Parameter",
+    "ReLU",
+    "Sequential",
+    "Sigmoid",
+    "Softmax",
+    "SoftmaxCrossEntropy",
+    "Tanh",
+    "TrainingDiverged",
+    "__version__",
+]

@@ -1,0 +1,155 @@
+"""Losses on raw model outputs (logits), averaged over the batch, each with its gradient.
+
+``loss.forward(outputs, targets)`` returns the mean loss as a Python float and caches what
+``loss.backward()`` needs; ``backward()`` returns the gradient of that mean with respect to
+``outputs`` (same shape as ``outputs``), ready for ``model.backward``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from numlp.layers import sigmoid
+
+
+class Loss:
+    """Base class: subclasses implement ``forward`` and ``backward``."""
+
+    def forward(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        raise NotImplementedError
+
+    def backward(self) -> np.ndarray:
+        raise NotImplementedError
+
+    def __call__(self, outputs, targets) -> float:
+        return self.forward(outputs, targets)
+
+    def config(self) -> dict:
+        return {}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def check_labels(labels: np.ndarray, batch: int, classes: int, who: str = "labels") -> np.ndarray:
+    """Validate integer class labels ``(batch,)`` in ``[0, classes)`` and return them as intp."""
+    labels = np.asarray(labels)
+    if labels.shape != (batch,):
+        raise ValueError(f"{who}: expected shape ({batch},) of class ids, got {labels.shape}")
+    if labels.dtype.kind not in "iu":
+        if labels.dtype.kind == "f" and np.all(np.isfinite(labels)) and np.all(labels % 1 == 0):
+            labels = labels.astype(np.intp)
+        else:
+            raise ValueError(f"{who}: expected integer class ids, got dtype {labels.dtype}")
+    if batch and (labels.min() < 0 or labels.max() >= classes):
+        bad = labels[(labels < 0) | (labels >= classes)][0]
+        raise ValueError(
+            f"{who}: class id {bad} is outside [0, {classes}); the model has {classes} outputs"
+        )
+    return labels.astype(np.intp, copy=False)
+
+
+def _check_2d(outputs: np.ndarray, who: str) -> None:
+    if outputs.ndim != 2:
+        raise ValueError(f"{who}: expected outputs of shape (batch, classes), got {outputs.shape}")
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Softmax followed by cross-entropy, fused, on logits ``(batch, classes)`` and integer labels.
+
+    With ``log p = z - logsumexp(z)`` (the row max subtracted first, so logits of 1e4 stay
+    finite) the loss is ``-mean(log p[i, y_i])``. With label smoothing ``s`` the target puts
+    ``1 - s`` on the true class and spreads ``s`` evenly over all classes.
+
+    The gradient with respect to the logits is ``(softmax(z) - target) / batch``, written into
+    the probabilities in place: no one-hot matrix is ever built.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0):
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
+
+    def forward(self, outputs, targets):
+        _check_2d(outputs, "SoftmaxCrossEntropy")
+        n, k = outputs.shape
+        labels = check_labels(targets, n, k)
+        rows = np.arange(n)
+        shifted = outputs - outputs.max(axis=1, keepdims=True)
+        lse = np.log(np.sum(np.exp(shifted), axis=1))
+        true_logp = shifted[rows, labels] - lse
+        s = self.label_smoothing
+        per_sample = -(1 - s) * true_logp
+        if s:
+            mean_logp = shifted.mean(axis=1) - lse
+            per_sample -= s * mean_logp
+        self._cache = (shifted, lse, labels)
+        return float(per_sample.mean())
+
+    def backward(self):
+        shifted, lse, labels = self._cache
+        n, k = shifted.shape
+        grad = np.exp(shifted - lse[:, None])  # softmax
+        s = self.label_smoothing
+        if s:
+            grad -= s / k
+        grad[np.arange(n), labels] -= 1 - s
+        grad /= n
+        return grad
+
+    def config(self):
+        return {"label_smoothing": self.label_smoothing}
+
+
+class MSE(Loss):
+    """Mean squared error ``mean((outputs - targets)**2)`` over every element (batch and features).
+
+    Gradient: ``2 * (outputs - targets) / outputs.size``.
+    """
+
+    def forward(self, outputs, targets):
+        targets = np.asarray(targets, dtype=outputs.dtype)
+        if targets.shape != outputs.shape:
+            raise ValueError(
+                f"MSE: targets have shape {targets.shape} but outputs have {outputs.shape}; "
+                "they must match (for class labels use SoftmaxCrossEntropy)"
+            )
+        self._diff = outputs - targets
+        return float(np.mean(self._diff * self._diff))
+
+    def backward(self):
+        return self._diff * (2 / self._diff.size)
+
+
+class BCEWithLogits(Loss):
+    """Binary cross-entropy on logits ``z`` with targets ``y`` in [0, 1], fused with the sigmoid.
+
+    ``loss = mean(max(z, 0) - z * y + log1p(exp(-|z|)))`` is the textbook
+    ``-y log s(z) - (1 - y) log(1 - s(z))`` rearranged so that nothing overflows, even for
+    ``|z|`` in the thousands (seed 002 got the sign wrong and trained to NaN). Gradient:
+    ``(sigmoid(z) - y) / z.size``.
+    """
+
+    def forward(self, outputs, targets):
+        targets = np.asarray(targets)
+        if outputs.ndim == 2 and outputs.shape[1] == 1 and targets.shape == outputs.shape[:1]:
+            targets = targets.reshape(outputs.shape)  # (batch,) labels for a (batch, 1) head
+        if targets.shape != outputs.shape:
+            raise ValueError(
+                f"BCEWithLogits: targets have shape {targets.shape}, outputs {outputs.shape}"
+            )
+        targets = targets.astype(outputs.dtype, copy=False)
+        if targets.size and (targets.min() < 0 or targets.max() > 1):
+            raise ValueError("BCEWithLogits: targets must be probabilities in [0, 1]")
+        z = outputs
+        self._cache = (z, targets)
+        loss = np.maximum(z, 0) - z * targets + np.log1p(np.exp(-np.abs(z)))
+        return float(loss.mean())
+
+    def backward(self):
+        z, targets = self._cache
+        return (sigmoid(z) - targets) / z.size
+
+
+LOSSES = {"cross_entropy": SoftmaxCrossEntropy, "mse": MSE, "bce": BCEWithLogits}

@@ -1,0 +1,314 @@
+"""``Sequential``: a list of layers run forward in order and backward in reverse.
+
+It feels like Keras and scikit-learn (``fit``, ``evaluate``, ``predict``, ``predict_proba``,
+``summary``) while staying a thin list: the math lives in the layers, the loop in
+``numlp.train``, files in ``numlp.io``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from numlp import init as initializers
+from numlp.layers import LAYERS, BatchNorm, Dense, Dropout, Layer, Softmax, sigmoid, softmax
+from numlp.losses import Loss, SoftmaxCrossEntropy, check_labels
+
+
+def check_inputs(x, input_shape: tuple[int, ...] | None, who: str = "input") -> np.ndarray:
+    """Validate a batch ``x: (batch, *input_shape)`` of real numbers; return it as an ndarray.
+
+    Raises ValueError naming what is wrong (dtype, shape, NaN/Inf) and how to fix it.
+    """
+    x = np.asarray(x)
+    if x.dtype.kind not in "fiu":
+        raise ValueError(f"{who}: expected real numbers, got an array of dtype {x.dtype}")
+    if x.ndim < 2:
+        raise ValueError(
+            f"{who}: expected a batch of shape (batch, features), got shape {x.shape}; "
+            "for one sample use x[None]"
+        )
+    if input_shape is not None and x.shape[1:] != tuple(input_shape):
+        expected = ", ".join(map(str, input_shape))
+        hint = ""
+        if math.prod(x.shape[1:]) == math.prod(input_shape):
+            hint = f"; reshape it with x.reshape(len(x), {expected})"
+        raise ValueError(f"{who}: the model expects shape (batch, {expected}), got {x.shape}{hint}")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        bad = np.argwhere(~np.isfinite(x))[0]
+        raise ValueError(f"{who}: contains NaN or Inf (first at index {tuple(bad.tolist())})")
+    return x
+
+
+class Sequential:
+    """A stack of layers.
+
+    Parameters
+    ----------
+    layers : list of Layer
+        Run in order by :meth:`forward`.
+    input_shape : tuple of int, optional
+        Per-sample input shape, e.g. ``(28, 28)``. Inferred from a first ``Dense`` or
+        ``BatchNorm`` when omitted; with ``Flatten`` first, give it (or it is taken from the
+        first batch seen by ``fit``).
+    seed : int, optional
+        Seeds weight initialisation and dropout masks; the same seed gives the same model.
+    dtype : numpy dtype
+        Parameter dtype, float32 by default (use :meth:`astype` for float64 checks).
+
+    The layer sizes are checked against each other here, so a mismatch is a ``ValueError``
+    naming both layers before anything runs.
+    """
+
+    def __init__(self, layers, input_shape=None, seed: int | None = None, dtype=np.float32):
+        self.layers: list[Layer] = list(layers)
+        if not self.layers:
+            raise ValueError("Sequential needs at least one layer")
+        for i, layer in enumerate(self.layers):
+            if not isinstance(layer, Layer):
+                raise ValueError(f"layer {i} is a {type(layer).__name__}, not a numlp Layer")
+        if input_shape is None:
+            first = self.layers[0]
+            if isinstance(first, Dense):
+                input_shape = (first.in_features,)
+            elif isinstance(first, BatchNorm):
+                input_shape = (first.features,)
+        self.input_shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
+        self.seed = seed
+        self.stop_training = False
+        self._check_chain()
+        self.dtype = np.dtype(np.float32)
+        self.initialize(seed)
+        if np.dtype(dtype) != self.dtype:
+            self.astype(dtype)
+
+    # -- structure ------------------------------------------------------------------------
+
+    def _check_chain(self) -> None:
+        """Walk per-sample shapes through the layers; a mismatch names the layer at fault."""
+        shape = self.input_shape
+        for i, layer in enumerate(self.layers):
+            if shape is None:
+                # Unknown input (Flatten first): skip until a layer fixes the feature count.
+                if isinstance(layer, Dense):
+                    shape = (layer.out_features,)
+                continue
+            try:
+                shape = layer.output_shape(shape)
+            except ValueError as err:
+                previous = f"layer {i - 1} ({self.layers[i - 1]!r})" if i else "the input"
+                raise ValueError(
+                    f"layer {i} ({layer!r}) does not fit after {previous}: {err}"
+                ) from None
+
+    def output_shapes(self) -> list[tuple[int, ...] | None]:
+        """Per-sample output shape of every layer (None where the input shape is unknown)."""
+        shapes, shape = [], self.input_shape
+        for layer in self.layers:
+            shape = layer.output_shape(shape) if shape is not None else None
+            shapes.append(shape)
+        return shapes
+
+    @property
+    def classes(self) -> int:
+        """Number of outputs of the last layer that has a fixed width."""
+        for layer in reversed(self.layers):
+            if isinstance(layer, Dense):
+                return layer.out_features
+            if isinstance(layer, BatchNorm):
+                return layer.features
+        raise ValueError("the model has no Dense layer, so its number of outputs is unknown")
+
+    def _dense_layers(self) -> list[Dense]:
+        return [layer for layer in self.layers if isinstance(layer, Dense)]
+
+    def initialize(self, seed: int | None = None) -> None:
+        """(Re)draw every parameter from ``seed``. A Dense with ``init="auto"`` gets the
+        initialiser that suits the next activation (He before ReLU, Xavier before tanh...)."""
+        rng = np.random.default_rng(seed)
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Dense):
+                init = layer.init
+                if init == "auto":
+                    init = initializers.recommended(self._next_activation(i))
+                layer.reset_parameters(rng, init)
+            elif isinstance(layer, Dropout):
+                layer.reset_parameters(rng.spawn(1)[0])
+            else:
+                layer.reset_parameters(rng)
+
+    def _next_activation(self, i: int) -> str | None:
+        for layer in self.layers[i + 1 :]:
+            if isinstance(layer, (BatchNorm, Dropout)):
+                continue
+            return None if isinstance(layer, Dense) else type(layer).__name__
+        return None
+
+    def parameters(self):
+        """All trainable parameters, layer by layer (the optimizer's only view of the model)."""
+        return [p for layer in self.layers for p in layer.parameters()]
+
+    def count_parameters(self) -> int:
+        return sum(p.value.size for p in self.parameters())
+
+    def astype(self, dtype) -> Sequential:
+        """Cast every parameter and buffer to ``dtype`` in place; returns the model."""
+        for layer in self.layers:
+            layer.astype(dtype)
+        self.dtype = np.dtype(dtype)
+        return self
+
+    # -- the math ------------------------------------------------------------------------
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """Outputs (logits) for ``x: (batch, *input_shape)``, validated first."""
+        x = check_inputs(x, self.input_shape)
+        return self._forward(x.astype(self.dtype, copy=False), training)
+
+    def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, grad_out: np.ndarray, input_grad: bool = False) -> np.ndarray | None:
+        """Backpropagate ``grad_out`` (d loss / d outputs) through every layer, setting each
+        ``param.grad``. Returns d loss / d input when ``input_grad`` is true, else None (the first
+        Dense then skips the product it would need for that)."""
+        first_dense = next((i for i, layer in enumerate(self.layers) if layer.parameters()), None)
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Dense):
+                layer.needs_input_grad = input_grad or i != first_dense
+        grad = grad_out
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
+            if grad is None:
+                return None
+        return grad
+
+    # -- using the model -----------------------------------------------------------------
+
+    def predict_proba(self, x, batch_size: int = 8192) -> np.ndarray:
+        """Class probabilities ``(batch, classes)``: softmax of the logits (or, for a single
+        output, ``[1 - p, p]`` with ``p = sigmoid(logit)``)."""
+        x = check_inputs(x, self.input_shape)
+        parts = []
+        for start in range(0, len(x), batch_size):
+            out = self._forward(x[start : start + batch_size].astype(self.dtype, copy=False), False)
+            if isinstance(self.layers[-1], Softmax):
+                parts.append(out)
+            elif out.shape[1] == 1:
+                p = sigmoid(out)
+                parts.append(np.hstack([1 - p, p]))
+            else:
+                parts.append(softmax(out))
+        if not parts:
+            return np.zeros((0, max(self.classes, 2)), dtype=self.dtype)
+        return np.concatenate(parts)
+
+    def predict(self, x, batch_size: int = 8192) -> np.ndarray:
+        """Predicted class ids ``(batch,)``."""
+        return self.predict_proba(x, batch_size).argmax(axis=1)
+
+    def evaluate(self, x, y, loss: Loss | None = None, batch_size: int = 8192) -> dict:
+        """Mean loss and accuracy on ``(x, y)``, inference mode: ``{"loss": ..., "accuracy": ...}``.
+
+        ``loss`` defaults to :class:`SoftmaxCrossEntropy`; accuracy is given for class labels.
+        """
+        loss = loss or SoftmaxCrossEntropy()
+        x = check_inputs(x, self.input_shape)
+        y = np.asarray(y)
+        if len(y) != len(x):
+            raise ValueError(f"evaluate: x has {len(x)} samples but y has {len(y)}")
+        if len(x) == 0:
+            raise ValueError("evaluate: got an empty dataset")
+        classification = isinstance(loss, SoftmaxCrossEntropy)
+        if classification:
+            y = check_labels(y, len(y), self.classes, "evaluate: y")
+        total, correct = 0.0, 0
+        for start in range(0, len(x), batch_size):
+            xb = x[start : start + batch_size].astype(self.dtype, copy=False)
+            yb = y[start : start + batch_size]
+            out = self._forward(xb, False)
+            total += loss.forward(out, yb) * len(xb)
+            if classification:
+                correct += int(np.count_nonzero(out.argmax(axis=1) == yb))
+        result = {"loss": total / len(x)}
+        if classification:
+            result["accuracy"] = correct / len(x)
+        return result
+
+    def fit(self, x, y, **kwargs):
+        """Train on ``(x, y)``; see :func:`numlp.train.fit` for the arguments. Returns a History."""
+        from numlp.train import fit
+
+        return fit(self, x, y, **kwargs)
+
+    def summary(self) -> str:
+        """A table of layers, output shapes and parameter counts."""
+        rows = [("#", "layer", "output shape", "params")]
+        for i, (layer, shape) in enumerate(zip(self.layers, self.output_shapes())):
+            count = sum(p.value.size for p in layer.parameters())
+            shown = "(batch, " + ", ".join(map(str, shape)) + ")" if shape else "?"
+            rows.append((str(i), repr(layer), shown, f"{count:,}"))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
+        lines.insert(1, "-" * len(lines[0]))
+        input_shape = ", ".join(map(str, self.input_shape)) if self.input_shape else "?"
+        lines.append(
+            f"input (batch, {input_shape}); {self.count_parameters():,} parameters, {self.dtype}"
+        )
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        inner = ",\n".join(f"    {layer!r}" for layer in self.layers)
+        return f"Sequential([\n{inner}\n])"
+
+    # -- state, for numlp.io -----------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Every learned array under a dotted key: ``layers.0.W``, ``layers.2.running_mean``..."""
+        return {
+            f"layers.{i}.{name}": arr
+            for i, layer in enumerate(self.layers)
+            for name, arr in layer.state_dict().items()
+        }
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy arrays from ``state`` (keys as :meth:`state_dict`) in; all or nothing."""
+        own = self.state_dict()
+        missing = sorted(set(own) - set(state))
+        extra = sorted(set(state) - set(own))
+        if missing or extra:
+            raise ValueError(
+                f"state does not match the model: missing {missing}, unexpected {extra}"
+            )
+        for key, arr in own.items():  # check everything before changing anything
+            if np.shape(state[key]) != arr.shape:
+                raise ValueError(f"{key}: expected shape {arr.shape}, got {np.shape(state[key])}")
+        for i, layer in enumerate(self.layers):
+            prefix = f"layers.{i}."
+            layer.load_state_dict(
+                {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+            )
+
+    def config(self) -> dict:
+        """A JSON-ready description that :meth:`from_config` turns back into this architecture."""
+        return {
+            "input_shape": list(self.input_shape) if self.input_shape else None,
+            "layers": [{"type": type(layer).__name__, **layer.config()} for layer in self.layers],
+        }
+
+    @classmethod
+    def from_config(cls, config: dict, dtype=np.float32) -> Sequential:
+        layers = []
+        for i, spec in enumerate(config["layers"]):
+            spec = dict(spec)
+            kind = spec.pop("type", None)
+            if kind not in LAYERS:
+                raise ValueError(f"layer {i}: unknown layer type {kind!r}")
+            try:
+                layers.append(LAYERS[kind](**spec))
+            except TypeError as err:
+                raise ValueError(f"layer {i} ({kind}): bad settings {spec}: {err}") from None
+        return cls(layers, input_shape=config.get("input_shape"), seed=0, dtype=dtype)

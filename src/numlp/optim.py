@@ -1,0 +1,239 @@
+"""Optimizers over a list of parameters, in order of increasing complexity: SGD, Adam, AdamW.
+
+An optimizer knows nothing about the model: it gets the list of :class:`~numlp.layers.Parameter`
+objects once, keeps all its state keyed by those objects, and updates ``param.value`` in place
+from ``param.grad`` on each :meth:`Optimizer.step`. The base class validates the shared
+hyperparameters, clips and decays; subclasses only say how one parameter moves (``_update``).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from numlp.layers import Parameter
+
+
+def global_grad_norm(params: list[Parameter]) -> float:
+    """The L2 norm of all gradients taken together, as if concatenated into one vector."""
+    return math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in params))
+
+
+def clip_grad_norm(params: list[Parameter], max_norm: float) -> float:
+    """Scale all gradients by one factor so that their global norm is at most ``max_norm``.
+
+    Returns the norm before clipping (useful to watch for exploding gradients).
+    """
+    norm = global_grad_norm(params)
+    if norm > max_norm:
+        scale = max_norm / (norm + 1e-12)
+        for p in params:
+            p.grad *= scale
+    return norm
+
+
+def _check_number(who: str, name: str, value, low: float, high: float = math.inf, low_open=False):
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value)
+    if ok:
+        ok = (value > low if low_open else value >= low) and value < high
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise ValueError(f"{who}: {name} must be in {bracket}{low}, {high}), got {value!r}")
+
+
+class Optimizer:
+    """Base optimizer.
+
+    Parameters
+    ----------
+    params : list of Parameter
+        What to update, usually ``model.parameters()``.
+    lr : float
+        Learning rate; ``fit`` overwrites ``optimizer.lr`` each step when a schedule is given.
+    weight_decay : float
+        L2 penalty ``weight_decay / 2 * sum(W**2)`` over parameters with ``decay=True``
+        (weights, not biases); added to the gradient, and reported by :meth:`penalty` so that
+        the loss ``fit`` reports is the loss actually minimised.
+    clip_norm : float or None
+        If set, gradients are scaled so that their global norm is at most this.
+    """
+
+    decoupled_decay = False
+
+    def __init__(
+        self, params, lr: float, weight_decay: float = 0.0, clip_norm: float | None = None
+    ):
+        who = type(self).__name__
+        self.params = list(params)
+        if not self.params:
+            raise ValueError(
+                f"{who}: got an empty parameter list (did you pass model.parameters()?)"
+            )
+        for p in self.params:
+            if not isinstance(p, Parameter):
+                raise ValueError(f"{who}: expected Parameter objects, got {type(p).__name__}")
+        if len({id(p) for p in self.params}) != len(self.params):
+            raise ValueError(f"{who}: the same parameter appears twice in the list")
+        _check_number(who, "lr", lr, 0.0, low_open=True)
+        _check_number(who, "weight_decay", weight_decay, 0.0)
+        if clip_norm is not None:
+            _check_number(who, "clip_norm", clip_norm, 0.0, low_open=True)
+        self.lr = float(lr)
+        self.weight_decay = float(weight_decay)
+        self.clip_norm = clip_norm
+        self.steps = 0
+        self.state: dict[Parameter, dict[str, np.ndarray]] = {p: {} for p in self.params}
+
+    def step(self) -> float | None:
+        """Apply one update from the current gradients. Returns the pre-clip gradient norm if
+        clipping is on, else None."""
+        norm = clip_grad_norm(self.params, self.clip_norm) if self.clip_norm else None
+        self.steps += 1
+        for p in self.params:
+            grad = p.grad
+            if self.weight_decay and p.decay:
+                if self.decoupled_decay:
+                    p.value *= 1 - self.lr * self.weight_decay
+                else:
+                    # p.grad is scratch once the step has begun: backward overwrites it next time.
+                    grad += self.weight_decay * p.value
+            self._update(p, grad, self.state[p])
+        return norm
+
+    def _update(self, p: Parameter, grad: np.ndarray, state: dict) -> None:
+        raise NotImplementedError
+
+    def penalty(self) -> float:
+        """The weight-decay term this optimizer adds to the loss it minimises."""
+        if not self.weight_decay or self.decoupled_decay:
+            return 0.0
+        squares = sum(float(np.vdot(p.value, p.value)) for p in self.params if p.decay)
+        return 0.5 * self.weight_decay * squares
+
+    def config(self) -> dict:
+        return {"lr": self.lr, "weight_decay": self.weight_decay, "clip_norm": self.clip_norm}
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """All state as arrays keyed ``"{index}.{name}"`` (index into ``params``) and ``steps``."""
+        out = {"steps": np.array(self.steps), "lr": np.array(self.lr)}
+        for i, p in enumerate(self.params):
+            for name, arr in self.state[p].items():
+                out[f"{i}.{name}"] = arr
+        return out
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.steps = int(state["steps"])
+        self.lr = float(state["lr"])
+        for key, arr in state.items():
+            if key in ("steps", "lr"):
+                continue
+            index, _, name = key.partition(".")
+            if not index.isdigit() or int(index) >= len(self.params):
+                raise ValueError(f"optimizer state key {key!r} names no parameter")
+            p = self.params[int(index)]
+            if arr.shape != p.value.shape:
+                raise ValueError(
+                    f"optimizer state {key!r} has shape {arr.shape}, parameter has {p.value.shape}"
+                )
+            self.state[p][name] = arr.astype(p.value.dtype)
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional (Nesterov) momentum, as PyTorch defines it:
+
+    ``v = momentum * v + g``; the step is ``lr * v``, or ``lr * (g + momentum * v)`` with Nesterov.
+    """
+
+    def __init__(
+        self, params, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clip_norm=None
+    ):
+        super().__init__(params, lr, weight_decay, clip_norm)
+        _check_number("SGD", "momentum", momentum, 0.0, 1.0)
+        if nesterov and momentum == 0:
+            raise ValueError("SGD: nesterov=True needs momentum > 0")
+        self.momentum = float(momentum)
+        self.nesterov = bool(nesterov)
+
+    def _update(self, p, grad, state):
+        if self.momentum:
+            v = state.get("velocity")
+            if v is None:
+                v = state["velocity"] = grad.copy()
+            else:
+                v *= self.momentum
+                v += grad
+            if self.nesterov:
+                grad += self.momentum * v
+            else:
+                grad = v
+        p.value -= self.lr * grad
+
+    def config(self):
+        return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba 2015) with bias-corrected first and second moment estimates.
+
+    ``m = beta1 m + (1 - beta1) g``, ``v = beta2 v + (1 - beta2) g**2``, and the step is
+    ``lr * m_hat / (sqrt(v_hat) + eps)``. ``weight_decay`` here is the classic L2 term added to
+    the gradient; for decay decoupled from the adaptive scaling use :class:`AdamW`.
+    """
+
+    def __init__(
+        self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, clip_norm=None
+    ):
+        super().__init__(params, lr, weight_decay, clip_norm)
+        who = type(self).__name__
+        _check_number(who, "beta1", beta1, 0.0, 1.0)
+        _check_number(who, "beta2", beta2, 0.0, 1.0)
+        _check_number(who, "eps", eps, 0.0, low_open=True)
+        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
+
+    def _update(self, p, grad, state):
+        if not state:
+            state["m"] = np.zeros_like(p.value)
+            state["v"] = np.zeros_like(p.value)
+        m, v = state["m"], state["v"]
+        m *= self.beta1
+        m += (1 - self.beta1) * grad
+        v *= self.beta2
+        v += (1 - self.beta2) * (grad * grad)
+        t = self.steps
+        bias1 = 1 - self.beta1**t
+        bias2 = 1 - self.beta2**t
+        denom = np.sqrt(v)
+        denom /= math.sqrt(bias2)
+        denom += self.eps
+        p.value -= (self.lr / bias1) * (m / denom)
+
+    def config(self):
+        return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter 2019): before each Adam step,
+    ``W *= 1 - lr * weight_decay``. The decay is not the gradient of a loss term, so
+    :meth:`penalty` is zero."""
+
+    decoupled_decay = True
+
+    def __init__(
+        self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, clip_norm=None
+    ):
+        super().__init__(params, lr, beta1, beta2, eps, weight_decay, clip_norm)
+
+
+OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+
+
+def make_optimizer(name: str, params, **kwargs) -> Optimizer:
+    """Build an optimizer by lower-case name (``sgd``, ``adam``, ``adamw``)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    return OPTIMIZERS[name](params, **kwargs)

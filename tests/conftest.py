@@ -1,0 +1,46 @@
+"""Shared fixtures: where the real MNIST files are (``$NUMLP_DATA`` or ``../shared/data/mnist``)."""
+
+import gzip
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def mnist_dir() -> Path | None:
+    for candidate in (os.environ.get("NUMLP_DATA"), ROOT.parent / "shared" / "data" / "mnist"):
+        if candidate and (Path(candidate) / "t10k-labels-idx1-ubyte.gz").exists():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def mnist_path() -> Path:
+    path = mnist_dir()
+    if path is None:
+        pytest.skip("MNIST files not found: set NUMLP_DATA to the folder holding them")
+    return path
+
+
+def read_idx_gz(path: Path) -> np.ndarray:
+    """A few lines of IDX reading for tests that must not depend on numlp.data."""
+    with gzip.open(path, "rb") as f:
+        raw = f.read()
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+@pytest.fixture(scope="session")
+def mnist_arrays(mnist_path):
+    """(x_train, y_train, x_test, y_test): float32 images in [0, 1] of shape (n, 28, 28)."""
+
+    def load(prefix):
+        x = read_idx_gz(mnist_path / f"{prefix}-images-idx3-ubyte.gz").astype(np.float32) / 255
+        y = read_idx_gz(mnist_path / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
+        return x, y
+
+    return (*load("train"), *load("t10k"))

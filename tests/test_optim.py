@@ -1,0 +1,155 @@
+"""Optimizers: one and three steps against hand-computed values, with state carried over."""
+
+import math
+
+import numpy as np
+import pytest
+
+from numlp.layers import Parameter
+from numlp.optim import SGD, Adam, AdamW, clip_grad_norm, make_optimizer
+
+
+def param(value, decay=True):
+    return Parameter(np.array(value, dtype=np.float64), decay=decay)
+
+
+def run(optimizer, p, grads):
+    values = []
+    for g in grads:
+        p.grad[...] = g
+        optimizer.step()
+        values.append(p.value.copy())
+    return values
+
+
+def test_plain_sgd_moves_against_the_gradient():
+    p = param([1.0, -2.0])
+    run(SGD([p], lr=0.1), p, [[0.5, -1.0]])
+    np.testing.assert_allclose(p.value, [0.95, -1.9])
+
+
+def test_sgd_momentum_three_steps_by_hand():
+    p = param([1.0])
+    values = run(SGD([p], lr=0.1, momentum=0.9), p, [[1.0]] * 3)
+    # v: 1, 1.9, 2.71  ->  p: 0.9, 0.71, 0.439
+    np.testing.assert_allclose(np.ravel(values), [0.9, 0.71, 0.439])
+
+
+def test_sgd_nesterov_three_steps_by_hand():
+    p = param([1.0])
+    values = run(SGD([p], lr=0.1, momentum=0.9, nesterov=True), p, [[1.0]] * 3)
+    # step = g + 0.9 v with v = 1, 1.9, 2.71  ->  1.9, 2.71, 3.439
+    np.testing.assert_allclose(np.ravel(values), [0.81, 0.539, 0.1951])
+
+
+def adam_reference(p, grads, lr, beta1, beta2, eps, weight_decay=0.0, decoupled=False):
+    m = v = 0.0
+    out = []
+    for t, g in enumerate(grads, start=1):
+        if decoupled:
+            p *= 1 - lr * weight_decay
+        else:
+            g = g + weight_decay * p
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+        m_hat, v_hat = m / (1 - beta1**t), v / (1 - beta2**t)
+        p -= lr * m_hat / (math.sqrt(v_hat) + eps)
+        out.append(p)
+    return out
+
+
+def test_adam_first_step_is_lr_times_the_sign_of_the_gradient():
+    p = param([1.0, 1.0])
+    run(Adam([p], lr=0.01), p, [[3.0, -0.002]])
+    np.testing.assert_allclose(p.value, [0.99, 1.01], rtol=1e-6)
+
+
+def test_adam_three_steps_match_the_paper_formula():
+    grads = [1.0, -2.0, 0.5]
+    p = param([0.3])
+    values = run(Adam([p], lr=0.05, beta1=0.8, beta2=0.9, eps=1e-6), p, [[g] for g in grads])
+    expected = adam_reference(0.3, grads, 0.05, 0.8, 0.9, 1e-6)
+    np.testing.assert_allclose(np.ravel(values), expected, rtol=1e-12)
+
+
+def test_adamw_decays_weights_apart_from_the_gradient():
+    grads = [1.0, -2.0, 0.5]
+    p = param([0.3])
+    values = run(AdamW([p], lr=0.05, weight_decay=0.1), p, [[g] for g in grads])
+    expected = adam_reference(0.3, grads, 0.05, 0.9, 0.999, 1e-8, 0.1, decoupled=True)
+    np.testing.assert_allclose(np.ravel(values), expected, rtol=1e-12)
+
+
+def test_adam_with_l2_weight_decay_adds_it_to_the_gradient():
+    grads = [1.0, -2.0, 0.5]
+    p = param([0.3])
+    values = run(Adam([p], lr=0.05, weight_decay=0.1), p, [[g] for g in grads])
+    expected = adam_reference(0.3, grads, 0.05, 0.9, 0.999, 1e-8, 0.1)
+    np.testing.assert_allclose(np.ravel(values), expected, rtol=1e-12)
+
+
+def test_sgd_weight_decay_is_the_l2_of_seed_004_and_spares_biases():
+    w, b = param([2.0]), param([2.0], decay=False)
+    opt = SGD([w, b], lr=0.1, weight_decay=0.1)
+    assert opt.penalty() == pytest.approx(0.5 * 0.1 * 4)  # biases are not in the penalty
+    w.grad[...] = 0
+    b.grad[...] = 0
+    opt.step()
+    assert w.value[0] == pytest.approx(2 - 0.1 * 0.1 * 2)
+    assert b.value[0] == 2.0
+
+
+def test_adamw_reports_no_penalty_because_its_decay_is_not_a_loss_term():
+    assert AdamW([param([2.0])], weight_decay=0.1).penalty() == 0.0
+
+
+def test_global_norm_clipping_scales_all_gradients_together():
+    a, b = param([0.0]), param([0.0])
+    a.grad[...], b.grad[...] = 3.0, 4.0
+    norm = clip_grad_norm([a, b], 1.0)
+    assert norm == pytest.approx(5.0)
+    np.testing.assert_allclose([a.grad[0], b.grad[0]], [0.6, 0.8])
+
+
+def test_clipping_inside_the_optimizer_limits_the_step():
+    p = param([0.0, 0.0])
+    opt = SGD([p], lr=1.0, clip_norm=1.0)
+    p.grad[...] = [30.0, 40.0]
+    assert opt.step() == pytest.approx(50.0)
+    np.testing.assert_allclose(p.value, [-0.6, -0.8])
+
+
+@pytest.mark.parametrize("name", ["sgd", "adam", "adamw"])
+def test_state_saved_mid_run_and_restored_gives_the_same_steps(name):
+    kwargs = {"lr": 0.1, "momentum": 0.9} if name == "sgd" else {"lr": 0.1}
+    grads = [[1.0, -1.0], [0.5, 2.0], [-1.0, 0.25]]
+    p = param([1.0, 2.0])
+    straight = run(make_optimizer(name, [p], **kwargs), p, grads)
+
+    q = param([1.0, 2.0])
+    first = make_optimizer(name, [q], **kwargs)
+    run(first, q, grads[:1])
+    saved = {k: np.array(v) for k, v in first.state_dict().items()}
+    second = make_optimizer(name, [q], **kwargs)
+    second.load_state_dict(saved)
+    resumed = run(second, q, grads[1:])
+    np.testing.assert_array_equal(straight[-1], resumed[-1])
+
+
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda p: SGD(p, lr=0), "lr"),
+        (lambda p: SGD(p, lr=float("nan")), "lr"),
+        (lambda p: SGD(p, momentum=1.0), "momentum"),
+        (lambda p: SGD(p, nesterov=True), "nesterov"),
+        (lambda p: Adam(p, beta2=1.0), "beta2"),
+        (lambda p: Adam(p, weight_decay=-1), "weight_decay"),
+        (lambda p: SGD([], lr=0.1), "empty"),
+        (lambda p: SGD(p + p, lr=0.1), "twice"),
+        (lambda p: make_optimizer("rmsprop", p), "unknown optimizer"),
+    ],
+)
+def test_bad_hyperparameters_are_refused(build, message):
+    with pytest.raises(ValueError, match=message):
+        build([param([1.0])])
