@@ -44,3 +44,13 @@ def mnist_arrays(mnist_path):
         return x, y
 
     return (*load("train"), *load("t10k"))
+
+
+@pytest.fixture(scope="session")
+def mnist_arrays_raw(mnist_path):
+    """(x_train, y_train, x_test, y_test) exactly as stored: uint8."""
+    return tuple(
+        read_idx_gz(mnist_path / f"{prefix}-{kind}-idx{n}-ubyte.gz")
+        for prefix in ("train", "t10k")
+        for kind, n in (("images", 3), ("labels", 1))
+    )

@@ -1,0 +1,422 @@
+"""The ``numlp`` command: a thin shell over the Python API.
+
+User errors (bad flags, missing or damaged files, invalid models) print one line,
+``numlp: error: ...``, and exit with status 2; ``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from numlp import __version__
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class CLIError(Exception):
+    """An error to report in one line (exit status 2)."""
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths such as 512,256, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive widths such as 512,256, got {text!r}")
+    return values
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from numlp.config import TrainConfig
+    from numlp.data.datasets import DATASETS
+    from numlp.layers import ACTIVATIONS
+    from numlp.optim import OPTIMIZERS
+    from numlp.schedules import SCHEDULES
+
+    defaults = TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog="numlp",
+        description="Multilayer perceptrons from scratch in NumPy: train, evaluate, predict.",
+        epilog="Run `numlp COMMAND --help` for a command's options.",
+    )
+    parser.add_argument("--version", action="version", version=f"numlp {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    train = commands.add_parser(
+        "train",
+        help="train a model and save it in a run folder",
+        description="Train an MLP on an IDX dataset. Prints one line per epoch and the final test "
+        "accuracy; writes model.npz, metrics.jsonl and config.toml into --out. Flags override "
+        "--config, which overrides the defaults shown.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    train.add_argument("--config", type=Path, help="TOML file of settings (keys as the flags)")
+    train.add_argument("--dataset", choices=list(DATASETS), help=f"default {defaults.dataset}")
+    train.add_argument("--data-dir", type=Path, help="folder holding the dataset's IDX files")
+    train.add_argument("--hidden", type=_int_list, help="hidden layer widths, default 512,256")
+    train.add_argument("--activation", choices=ACTIVATIONS, help=f"default {defaults.activation}")
+    train.add_argument("--dropout", type=float, help=f"default {defaults.dropout}")
+    train.add_argument(
+        "--batchnorm",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="batch normalisation after each hidden Dense (default off)",
+    )
+    train.add_argument(
+        "--optimizer", choices=list(OPTIMIZERS), help=f"default {defaults.optimizer}"
+    )
+    train.add_argument("--lr", type=float, help=f"peak learning rate, default {defaults.lr}")
+    train.add_argument("--momentum", type=float, help=f"SGD momentum, default {defaults.momentum}")
+    train.add_argument("--weight-decay", type=float, help=f"default {defaults.weight_decay}")
+    train.add_argument("--schedule", choices=SCHEDULES, help=f"default {defaults.schedule}")
+    train.add_argument("--warmup-epochs", type=float, help="linear warm-up, default 0")
+    train.add_argument("--label-smoothing", type=float, help=f"default {defaults.label_smoothing}")
+    train.add_argument("--clip-norm", type=float, help="global gradient-norm limit (0: off)")
+    train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
+    train.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
+    train.add_argument(
+        "--val-split",
+        type=float,
+        help=f"fraction of the training data held out, default {defaults.val_split}",
+    )
+    train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+    train.add_argument("--out", type=Path, help="run folder, default runs/DATASET-TIMESTAMP")
+    train.add_argument("--overwrite", action="store_true", help="reuse a run folder that has files")
+    train.add_argument("--no-download", action="store_true", help="never download data")
+    train.set_defaults(handler=cmd_train)
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a model on its dataset's test set",
+        description="Loss, accuracy, per-class precision/recall/F1 and the confusion matrix.",
+    )
+    evaluate.add_argument("model", type=Path, help="a model.npz")
+    evaluate.add_argument("--dataset", choices=list(DATASETS), help="default: the model's own")
+    evaluate.add_argument("--data-dir", type=Path)
+    evaluate.add_argument("--no-download", action="store_true")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        help="classify arrays of images (.npy or IDX)",
+        description="Classify every image in .npy or IDX files: (28, 28), (n, 28, 28) or (n, 784) "
+        "arrays. Integer pixels (0..255) get the model's preprocessing; float arrays are used "
+        "as they are.",
+    )
+    predict.add_argument("model", type=Path)
+    predict.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    predict.add_argument("--top", type=int, default=3, help="classes to show per image")
+    predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.set_defaults(handler=cmd_predict)
+
+    data = commands.add_parser("data", help="list, fetch, verify and import datasets")
+    data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
+    listing = data_commands.add_parser("list", help="known datasets and where they are found")
+    listing.add_argument("--data-dir", type=Path)
+    listing.set_defaults(handler=cmd_data_list)
+    fetch = data_commands.add_parser("fetch", help="download and verify a dataset")
+    fetch.add_argument("name", choices=list(DATASETS))
+    fetch.add_argument("--data-dir", type=Path, help="where to put it (default: the user cache)")
+    fetch.add_argument("--mirror", action="append", help="base URL to try (repeatable)")
+    fetch.set_defaults(handler=cmd_data_fetch)
+    verify = data_commands.add_parser("verify", help="check a dataset's files by SHA-256")
+    verify.add_argument("name", choices=list(DATASETS))
+    verify.add_argument("--data-dir", type=Path)
+    verify.set_defaults(handler=cmd_data_verify)
+    imp = data_commands.add_parser(
+        "import",
+        help="convert Keras mnist.npz or OpenML mnist_784.csv to IDX files",
+    )
+    imp.add_argument("file", type=Path)
+    imp.add_argument("--format", choices=["auto", "keras", "openml"], default="auto")
+    imp.add_argument("--out", type=Path, help="folder for the IDX files (default: the user cache)")
+    imp.add_argument("--train-size", type=int, default=60000, help="CSV rows for training")
+    imp.set_defaults(handler=cmd_data_import)
+    return parser
+
+
+# -- commands --------------------------------------------------------------------------------
+
+
+def cmd_train(args) -> int:
+    from numlp.config import TrainConfig, load_config
+    from numlp.experiment import run_training
+
+    config = load_config(args.config) if args.config else TrainConfig()
+    overrides = {
+        key: getattr(args, key)
+        for key in (
+            "dataset",
+            "hidden",
+            "activation",
+            "dropout",
+            "batchnorm",
+            "optimizer",
+            "lr",
+            "momentum",
+            "weight_decay",
+            "schedule",
+            "warmup_epochs",
+            "label_smoothing",
+            "clip_norm",
+            "batch_size",
+            "epochs",
+            "val_split",
+            "seed",
+        )
+    }
+    config = config.updated(**overrides)
+    out = args.out or Path("runs") / f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    run_training(
+        config,
+        out,
+        data_dir=args.data_dir,
+        download=not args.no_download,
+        overwrite=args.overwrite,
+        progress=_download_progress(),
+    )
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from numlp.experiment import load_split
+    from numlp.io import load_model
+    from numlp.metrics import confusion_matrix, format_report, per_class_scores
+
+    model, header = load_model(args.model)
+    data, x, y = load_split(header, args.dataset, args.data_dir, not args.no_download)
+    _check_model_fits(model, x, args.model)
+    scores = model.evaluate(x, y)
+    cm = confusion_matrix(y, model.predict(x), model.classes)
+    names = header.get("class_names") or data.class_names
+    if args.json:
+        per_class = {k: v.tolist() for k, v in per_class_scores(cm).items()}
+        print(
+            json.dumps(
+                {
+                    **scores,
+                    "dataset": data.name,
+                    "class_names": list(names),
+                    "per_class": per_class,
+                    "confusion_matrix": cm.tolist(),
+                }
+            )
+        )
+        return 0
+    print(f"{data.name} test set: {len(y):,} images")
+    print(f"loss {scores['loss']:.4f}  accuracy {scores['accuracy']:.2%}")
+    print()
+    print(format_report(cm, names))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from numlp import preprocess
+    from numlp.io import load_model
+
+    if args.top < 1:
+        raise CLIError("--top must be at least 1")
+    model, header = load_model(args.model)
+    names = header.get("class_names") or [str(i) for i in range(model.classes)]
+    results = []
+    for path in args.files:
+        images = _read_array_file(path)
+        if images.ndim == len(model.input_shape):
+            images = images[None]
+        if images.shape[1:] != tuple(model.input_shape):
+            flat = int(np.prod(model.input_shape))
+            if images.ndim == 2 and images.shape[1] == flat:
+                images = images.reshape(len(images), *model.input_shape)
+            else:
+                raise CLIError(
+                    f"{path}: array of shape {images.shape} does not hold "
+                    f"{'x'.join(map(str, model.input_shape))} images for this model"
+                )
+        x = preprocess.apply(images, header.get("preprocessing"))
+        _check_model_fits(model, x, path)
+        proba = model.predict_proba(x)
+        top = np.argsort(-proba, axis=1)[:, : args.top]
+        for i in range(len(x)):
+            results.append(
+                {
+                    "file": str(path),
+                    "index": i,
+                    "top": [
+                        {"class": names[c], "id": int(c), "probability": float(proba[i, c])}
+                        for c in top[i]
+                    ],
+                }
+            )
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for r in results:
+            shown = "  ".join(f"{t['class']} ({t['probability']:.1%})" for t in r["top"])
+            print(f"{r['file']}[{r['index']}]: {shown}")
+    return 0
+
+
+def cmd_data_list(args) -> int:
+    from numlp.data.datasets import DATASETS, locate
+
+    for name, info in DATASETS.items():
+        found = locate(name, args.data_dir)
+        where = f"found in {found[1]} ({found[0]})" if found else "not found locally"
+        print(f"{name:<14} {info.title}; {where}")
+    return 0
+
+
+def cmd_data_fetch(args) -> int:
+    from numlp.data.datasets import user_cache_dir
+    from numlp.data.download import fetch
+
+    folder = args.data_dir or user_cache_dir() / args.name
+    fetch(args.name, folder, mirrors=args.mirror, progress=_download_progress())
+    print(f"{args.name}: all files verified in {folder}")
+    return 0
+
+
+def cmd_data_verify(args) -> int:
+    from numlp.data.datasets import (
+        dataset_info,
+        find_file,
+        locate,
+        not_found_message,
+        read_verified,
+    )
+
+    found = locate(args.name, args.data_dir)
+    if found is None:
+        raise CLIError(not_found_message(args.name, args.data_dir))
+    folder = found[1]
+    for file in dataset_info(args.name).files.values():
+        path = find_file(folder, file)
+        array = read_verified(path, file, folder)
+        print(f"ok  {path}  {array.shape} {array.dtype}")
+    print(f"{args.name}: all four files verified by SHA-256 of their content")
+    return 0
+
+
+def cmd_data_import(args) -> int:
+    from numlp.data.convert import content_hashes, import_keras_npz, import_openml_csv
+    from numlp.data.datasets import DATASETS, user_cache_dir
+
+    kind = args.format
+    if kind == "auto":
+        kind = {".npz": "keras", ".csv": "openml"}.get(args.file.suffix.lower())
+        if kind is None:
+            raise CLIError(f"{args.file}: cannot tell the format from the name; pass --format")
+    folder = args.out or user_cache_dir() / "mnist"
+    if kind == "keras":
+        paths = import_keras_npz(args.file, folder)
+    else:
+        paths = import_openml_csv(args.file, folder, args.train_size)
+    official = {r: f.content_sha256 for r, f in DATASETS["mnist"].files.items()}
+    hashes = content_hashes(paths)
+    for path in paths.values():
+        print(f"wrote {path}")
+    if hashes == official:
+        print("the content is identical to the official MNIST files")
+    else:
+        print(
+            "note: the content differs from the official MNIST files; load this folder with "
+            "the Python API (numlp.data.read_idx), not as --dataset mnist"
+        )
+    return 0
+
+
+# -- helpers ---------------------------------------------------------------------------------
+
+
+def _read_array_file(path: Path) -> np.ndarray:
+    from numlp.data.idx import IDXError, read_idx
+
+    if not path.is_file():
+        raise CLIError(f"{path}: no such file")
+    if path.suffix == ".npy":
+        try:
+            return np.load(path, allow_pickle=False)
+        except ValueError as err:
+            raise CLIError(f"{path}: not a plain .npy array ({err})") from None
+    try:
+        return read_idx(path)
+    except IDXError as err:
+        raise CLIError(f"{err} (predict reads .npy and IDX files)") from None
+
+
+def _check_model_fits(model, x: np.ndarray, source) -> None:
+    if model.input_shape is not None and x.shape[1:] != tuple(model.input_shape):
+        raise CLIError(
+            f"{source}: the model expects inputs of shape {tuple(model.input_shape)}, "
+            f"the data has {x.shape[1:]}"
+        )
+
+
+def _download_progress():
+    """A per-file progress callback: tqdm if installed and on a terminal, else quiet."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return _plain_progress()
+    bars = {}
+
+    def update(name, done, total):
+        bar = bars.get(name)
+        if bar is None:
+            bar = bars[name] = tqdm(total=total, desc=name, unit="B", unit_scale=True, leave=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def _plain_progress():
+    def update(name, done, total):
+        end = "\n" if done >= total else "\r"
+        print(f"  {name}: {done / total:6.1%} of {total / 1e6:.1f} MB", end=end, file=sys.stderr)
+
+    return update
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    from numlp.data.datasets import DataError
+    from numlp.train import TrainingDiverged
+
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("numlp: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (CLIError, DataError, ValueError, OSError, TrainingDiverged) as err:
+        if args.debug:
+            raise
+        message = " ".join(str(err).split()) if not isinstance(err, OSError) else _os_error(err)
+        print(f"numlp: error: {message}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _os_error(err: OSError) -> str:
+    where = f"{err.filename}: " if err.filename else ""
+    return f"{where}{err.strerror or err}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,150 @@
+"""Training configuration: every knob of ``numlp train``, its default, and TOML in and out.
+
+A run folder's ``config.toml`` holds the full resolved configuration, so
+``numlp train --config runs/NAME/config.toml`` reruns it exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import tomllib
+
+from numlp.layers import ACTIVATIONS
+from numlp.optim import OPTIMIZERS
+from numlp.schedules import SCHEDULES
+
+
+@dataclass
+class TrainConfig:
+    """What to train and how. The defaults are the ``fast`` recipe: >= 98 % on MNIST."""
+
+    dataset: str = "mnist"
+    hidden: tuple[int, ...] = (512, 256)
+    activation: str = "relu"
+    dropout: float = 0.1
+    batchnorm: bool = False
+    optimizer: str = "adamw"
+    lr: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.1
+    clip_norm: float = 0.0
+    batch_size: int = 128
+    epochs: int = 10
+    val_split: float = 0.1
+    seed: int = 0
+
+    def validate(self) -> TrainConfig:
+        """Check every value; raise ValueError naming the key, the value and what is allowed."""
+        from numlp.data.datasets import DATASETS
+
+        def need(ok: bool, key: str, allowed: str):
+            if not ok:
+                raise ValueError(f"config: {key} = {getattr(self, key)!r} is invalid; {allowed}")
+
+        need(self.dataset in DATASETS, "dataset", f"choose one of {', '.join(DATASETS)}")
+        need(
+            len(self.hidden) > 0 and all(isinstance(h, int) and h > 0 for h in self.hidden),
+            "hidden",
+            "give positive layer widths such as 512,256",
+        )
+        need(
+            self.activation in ACTIVATIONS, "activation", f"choose one of {', '.join(ACTIVATIONS)}"
+        )
+        need(0 <= self.dropout < 1, "dropout", "it must be in [0, 1)")
+        need(self.optimizer in OPTIMIZERS, "optimizer", f"choose one of {', '.join(OPTIMIZERS)}")
+        need(_positive(self.lr), "lr", "it must be a positive number")
+        need(0 <= self.momentum < 1, "momentum", "it must be in [0, 1)")
+        need(self.weight_decay >= 0, "weight_decay", "it must be >= 0")
+        need(self.schedule in SCHEDULES, "schedule", f"choose one of {', '.join(SCHEDULES)}")
+        need(0 <= self.label_smoothing < 1, "label_smoothing", "it must be in [0, 1)")
+        need(self.clip_norm >= 0, "clip_norm", "it must be >= 0 (0 turns clipping off)")
+        need(
+            isinstance(self.batch_size, int) and self.batch_size > 0,
+            "batch_size",
+            "it must be a positive integer",
+        )
+        need(
+            isinstance(self.epochs, int) and self.epochs > 0,
+            "epochs",
+            "it must be a positive integer",
+        )
+        need(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "it must be in [0, epochs)")
+        need(0 <= self.val_split < 1, "val_split", "it must be in [0, 1) (0 means no validation)")
+        need(isinstance(self.seed, int) and self.seed >= 0, "seed", "it must be an integer >= 0")
+        return self
+
+    def updated(self, **changes) -> TrainConfig:
+        """A copy with ``changes`` applied (``None`` values are ignored) and validated."""
+        return dataclasses.replace(
+            self, **{k: v for k, v in changes.items() if v is not None}
+        ).validate()
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+FIELDS = {f.name: f for f in fields(TrainConfig)}
+
+
+def load_config(path, base: TrainConfig | None = None) -> TrainConfig:
+    """Read a TOML file of ``key = value`` lines (keys as in :class:`TrainConfig`) over ``base``."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as err:
+        raise ValueError(f"cannot read config {path}: {err.strerror or err}") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"config {path} is not valid TOML: {err}") from None
+    data = data.get("train", data)  # a [train] table or top-level keys
+    unknown = sorted(set(data) - set(FIELDS))
+    if unknown:
+        raise ValueError(
+            f"config {path}: unknown keys {unknown}; known keys are {', '.join(FIELDS)}"
+        )
+    values = {}
+    for key, value in data.items():
+        values[key] = _coerce(key, value, path)
+    return dataclasses.replace(base or TrainConfig(), **values).validate()
+
+
+def _coerce(key: str, value, path):
+    default = getattr(TrainConfig(), key)
+    if isinstance(default, tuple):
+        if not isinstance(value, list):
+            raise ValueError(f"config {path}: {key} must be a list such as [512, 256]")
+        return tuple(value)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise ValueError(f"config {path}: {key} must be true or false")
+        return value
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if type(value) is not type(default):
+        raise ValueError(f"config {path}: {key} must be a {type(default).__name__}, got {value!r}")
+    return value
+
+
+def to_toml(config: TrainConfig) -> str:
+    """The configuration as TOML (flat ``key = value`` lines, which :func:`load_config` reads)."""
+    lines = ["# numlp training configuration: rerun with `numlp train --config THIS_FILE`"]
+    for name in FIELDS:
+        lines.append(f"{name} = {_toml_value(getattr(config, name))}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return repr(value)

@@ -1,0 +1,179 @@
+"""A whole training run from a :class:`~numlp.config.TrainConfig`: data, model, fit, test, files.
+
+This is what ``numlp train`` does, as a Python function, so that the CLI stays a thin shell.
+A run folder receives ``config.toml`` (at the start), ``metrics.jsonl`` (one line per epoch)
+and ``model.npz`` (at the end); every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from numlp import preprocess
+from numlp.atomic import atomic_write_text
+from numlp.config import TrainConfig, to_toml
+from numlp.data.datasets import load_dataset
+from numlp.io import save_model
+from numlp.layers import BatchNorm, Dense, Dropout, Flatten, activation
+from numlp.losses import SoftmaxCrossEntropy
+from numlp.model import Sequential
+from numlp.optim import SGD, make_optimizer
+from numlp.schedules import make_schedule
+from numlp.train import Callback, EpochLogger
+
+RUN_FILES = ("model.npz", "metrics.jsonl", "config.toml")
+
+
+def build_model(config: TrainConfig, input_shape: tuple[int, ...], classes: int) -> Sequential:
+    """``[Flatten]``, per hidden width ``Dense [BatchNorm] activation [Dropout]``, ``Dense``."""
+    layers = [Flatten()] if len(input_shape) > 1 else []
+    width = math.prod(input_shape)
+    for hidden in config.hidden:
+        layers.append(Dense(width, hidden))
+        if config.batchnorm:
+            layers.append(BatchNorm(hidden))
+        layers.append(activation(config.activation))
+        if config.dropout:
+            layers.append(Dropout(config.dropout))
+        width = hidden
+    layers.append(Dense(width, classes))
+    return Sequential(layers, input_shape=input_shape, seed=config.seed)
+
+
+def make_optimizer_for(config: TrainConfig, model: Sequential):
+    kwargs = {"lr": config.lr, "weight_decay": config.weight_decay}
+    if config.clip_norm:
+        kwargs["clip_norm"] = config.clip_norm
+    if config.optimizer == "sgd":
+        return SGD(
+            model.parameters(), momentum=config.momentum, nesterov=config.momentum > 0, **kwargs
+        )
+    return make_optimizer(config.optimizer, model.parameters(), **kwargs)
+
+
+class MetricsWriter(Callback):
+    """Append one JSON object per epoch to ``path`` (flushed, so a crash keeps finished epochs)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def on_train_begin(self, context):
+        self.path.write_text("")
+
+    def on_epoch_end(self, epoch, logs):
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(logs) + "\n")
+
+
+def prepare_run_dir(out, overwrite: bool = False) -> Path:
+    """Create the run folder; refuse to mix a new run into an old one unless ``overwrite``."""
+    out = Path(out)
+    existing = [name for name in RUN_FILES if (out / name).exists()]
+    if existing and not overwrite:
+        raise ValueError(
+            f"{out} already holds a run ({', '.join(existing)}); choose another --out "
+            "or pass --overwrite"
+        )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".numlp-write-test"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise ValueError(f"cannot write to the run folder {out}: {err.strerror or err}") from None
+    return out
+
+
+def run_training(
+    config: TrainConfig,
+    out,
+    data_dir=None,
+    download: bool = True,
+    overwrite: bool = False,
+    stream=None,
+    progress=None,
+    callbacks=(),
+) -> dict:
+    """Train as ``config`` says, write the run folder ``out`` and return a summary dict
+    (``test_accuracy``, ``test_loss``, ``seconds``, ``epochs``, ``model_path``...)."""
+    config.validate()
+    stream = stream or sys.stdout
+    out = prepare_run_dir(out, overwrite)
+    atomic_write_text(out / "config.toml", to_toml(config))
+    data = load_dataset(config.dataset, data_dir=data_dir, download=download, progress=progress)
+    x_train = preprocess.apply(data.x_train, preprocess.IMAGE_SCALING)
+    x_test = preprocess.apply(data.x_test, preprocess.IMAGE_SCALING)
+    model = build_model(config, x_train.shape[1:], len(data.class_names))
+    optimizer = make_optimizer_for(config, model)
+    n_train = len(x_train) - int(round(len(x_train) * config.val_split))
+    steps = config.epochs * math.ceil(n_train / config.batch_size)
+    warmup = int(round(config.warmup_epochs * math.ceil(n_train / config.batch_size)))
+    schedule = make_schedule(config.schedule, config.lr, steps, warmup)
+    loss = SoftmaxCrossEntropy(config.label_smoothing)
+    print(
+        f"{data.name}: {len(x_train):,} training images from {data.source}; "
+        f"model {model.count_parameters():,} parameters; output in {out}",
+        file=stream,
+        flush=True,
+    )
+
+    started = time.perf_counter()
+    history = model.fit(
+        x_train,
+        data.y_train,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        optimizer=optimizer,
+        loss=loss,
+        schedule=schedule,
+        validation_split=config.val_split or 0.0,
+        seed=config.seed,
+        callbacks=[MetricsWriter(out / "metrics.jsonl"), EpochLogger(stream), *callbacks],
+    )
+    seconds = time.perf_counter() - started
+    test = model.evaluate(x_test, data.y_test, loss=loss)
+    last = history.records[-1]
+    summary = {
+        "dataset": data.name,
+        "epochs": len(history),
+        "seconds": round(seconds, 2),
+        "train_loss": last["loss"],
+        "train_accuracy": last.get("accuracy"),
+        "val_loss": last.get("val_loss"),
+        "val_accuracy": last.get("val_accuracy"),
+        "test_loss": test["loss"],
+        "test_accuracy": test["accuracy"],
+    }
+    path = save_model(
+        out / "model.npz",
+        model,
+        dataset=data.name,
+        class_names=list(data.class_names),
+        preprocessing=preprocess.IMAGE_SCALING,
+        training={**summary, "config": _plain(config)},
+    )
+    print(
+        f"test accuracy {test['accuracy']:.2%} (loss {test['loss']:.4f}) after "
+        f"{len(history)} epochs in {seconds:.1f}s; model saved to {path}",
+        file=stream,
+        flush=True,
+    )
+    return {**summary, "model_path": str(path), "history": history.records}
+
+
+def _plain(config: TrainConfig) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()}
+
+
+def load_split(model_header: dict, dataset: str | None, data_dir=None, download=True):
+    """Test images (preprocessed as the model expects) and labels of the model's dataset."""
+    name = dataset or model_header.get("dataset") or "mnist"
+    data = load_dataset(name, data_dir=data_dir, download=download)
+    x = preprocess.apply(data.x_test, model_header.get("preprocessing"))
+    return data, x, np.asarray(data.y_test)

@@ -1,0 +1,123 @@
+"""Model files: one ``.npz`` of named arrays plus a JSON header, never a pickle.
+
+The arrays use the model's dotted keys (``layers.0.W``); the header (stored as the UTF-8 bytes
+of a JSON document under ``__header__``) records the format version, the numlp version, the
+architecture, input shape, preprocessing, class names and a training summary. Loading checks
+all of it and refuses anything it cannot vouch for; saving is atomic, so an existing file is
+never replaced by a half-written one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from numlp.atomic import atomic_write_bytes
+from numlp.model import Sequential
+
+FORMAT = "numlp-model"
+FORMAT_VERSION = 1
+HEADER_KEY = "__header__"
+
+
+class ModelFileError(ValueError):
+    """A model file is missing, damaged, unsafe or from an unknown format version."""
+
+
+def save_model(path, model: Sequential, **metadata) -> Path:
+    """Write ``model`` to ``path`` (``.npz``) with ``metadata`` in the header.
+
+    Useful metadata: ``class_names`` (list of str), ``preprocessing`` (e.g.
+    ``{"scale": 1/255}``), ``dataset``, ``training`` (a summary dict). Returns the path.
+    """
+    from numlp import __version__
+
+    path = Path(path)
+    header = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "numlp_version": __version__,
+        "dtype": str(model.dtype),
+        "model": model.config(),
+        **metadata,
+    }
+    arrays = dict(model.state_dict())
+    arrays[HEADER_KEY] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
+
+
+def read_header(path) -> dict:
+    """The JSON header of a model file, validated (format and version)."""
+    return _open(path)[0]
+
+
+def load_model(path) -> tuple[Sequential, dict]:
+    """Load a model file: returns ``(model, header)``. Raises :class:`ModelFileError` if the file
+    is not a numlp model, holds pickled objects, comes from a newer format, or its arrays do
+    not match its architecture (shape, dtype, NaN or Inf)."""
+    header, arrays = _open(path)
+    try:
+        model = Sequential.from_config(
+            header["model"], dtype=np.dtype(header.get("dtype", "float32"))
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{path}: the architecture in its header is invalid: {err}") from None
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(arrays))
+    extra = sorted(set(arrays) - set(expected))
+    if missing or extra:
+        raise ModelFileError(
+            f"{path}: arrays do not match the architecture (missing {missing}, unexpected {extra})"
+        )
+    for key, own in expected.items():
+        arr = arrays[key]
+        if arr.shape != own.shape:
+            raise ModelFileError(
+                f"{path}: {key} has shape {arr.shape}, the architecture says {own.shape}"
+            )
+        if arr.dtype.kind != "f":
+            raise ModelFileError(f"{path}: {key} has dtype {arr.dtype}, expected floating point")
+        if not np.all(np.isfinite(arr)):
+            raise ModelFileError(f"{path}: {key} contains NaN or Inf; the model is unusable")
+    model.load_state_dict(arrays)
+    return model, header
+
+
+def _open(path) -> tuple[dict, dict[str, np.ndarray]]:
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"{path}: no such model file")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except ValueError as err:
+        if "pickle" in str(err).lower():
+            raise ModelFileError(
+                f"{path}: holds pickled Python objects, which numlp never loads (they can run code)"
+            ) from None
+        raise ModelFileError(f"{path}: not a readable .npz file ({err})") from None
+    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        raise ModelFileError(f"{path}: not a readable .npz model file ({err})") from None
+    raw = arrays.pop(HEADER_KEY, None)
+    if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
+        raise ModelFileError(f"{path}: has no numlp header; it was not written by numlp")
+    try:
+        header = json.loads(raw.tobytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ModelFileError(f"{path}: its header is not valid JSON ({err})") from None
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        raise ModelFileError(f"{path}: not a numlp model file")
+    version = header.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise ModelFileError(
+            f"{path}: model format version {version!r} is not supported by this numlp "
+            f"(it reads version {FORMAT_VERSION}); upgrade numlp to load it"
+        )
+    return header, arrays

@@ -1,0 +1,24 @@
+"""Input preprocessing recorded in model files, so that a saved model sees inputs as in training."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Pixels 0..255 to 0..1: the only transform the MNIST recipes need; stored in every model file.
+IMAGE_SCALING = {"scale": 1 / 255}
+
+
+def apply(x: np.ndarray, spec: dict | None) -> np.ndarray:
+    """Apply a preprocessing ``spec`` (``{"scale": s}``) to raw integer inputs, as float32.
+
+    Float inputs are taken as already preprocessed and passed through as float32.
+    """
+    x = np.asarray(x)
+    if spec is None or x.dtype.kind == "f":
+        return x.astype(np.float32, copy=False)
+    unknown = set(spec) - {"scale"}
+    if unknown:
+        raise ValueError(f"unknown preprocessing steps {sorted(unknown)} in the model file")
+    out = x.astype(np.float32)
+    out *= np.float32(spec.get("scale", 1.0))
+    return out
