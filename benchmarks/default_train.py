@@ -3,7 +3,7 @@
 Each seed runs `numlp train` in its own process (so peak RSS is that run's alone) with the data
 read from --data-dir. Usage:
 
-    python benchmarks/default_train.py --data-dir ../shared/data/mnist --seeds 0 1 2 [--json out.json]
+    python benchmarks/default_train.py --data-dir ../shared/data/mnist --seeds 0 1 2
 """
 
 from __future__ import annotations
@@ -22,10 +22,24 @@ from pathlib import Path
 def run_once(seed: int, data_dir: str, extra: list[str]) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        argv = [sys.executable, "-m", "numlp.cli", "train", "--data-dir", data_dir,
-                "--seed", str(seed), "--out", str(out), "--no-download", *extra]
+        argv = [
+            sys.executable,
+            "-m",
+            "numlp.cli",
+            "train",
+            "--data-dir",
+            data_dir,
+            "--seed",
+            str(seed),
+            "--out",
+            str(out),
+            "--no-download",
+            *extra,
+        ]
         started = time.perf_counter()
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        process = subprocess.Popen(
+            argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
         output = process.stdout.read()
         _, status, usage = os.wait4(process.pid, 0)
         wall = time.perf_counter() - started
@@ -62,8 +76,10 @@ def main() -> None:
     print()
     print("| seeds | wall s (median) | peak RSS MiB (max) | MNIST test accuracy % |")
     print("|---|---|---|---|")
-    print(f"| {len(rows)} | {statistics.median(wall):.1f} | {max(rss):.0f} | "
-          f"{statistics.mean(acc):.2f} ± {spread:.2f} (min {min(acc):.2f}) |")
+    print(
+        f"| {len(rows)} | {statistics.median(wall):.1f} | {max(rss):.0f} | "
+        f"{statistics.mean(acc):.2f} ± {spread:.2f} (min {min(acc):.2f}) |"
+    )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1))
 

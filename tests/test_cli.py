@@ -37,6 +37,7 @@ def run_dir(tmp_path_factory, mnist_path):
 
 def test_train_writes_model_metrics_and_a_config_that_reruns(run_dir):
     assert sorted(p.name for p in run_dir.iterdir()) == [
+        "checkpoint.npz",
         "config.toml",
         "metrics.jsonl",
         "model.npz",

@@ -91,6 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
     train.add_argument("--out", type=Path, help="run folder, default runs/DATASET-TIMESTAMP")
     train.add_argument("--overwrite", action="store_true", help="reuse a run folder that has files")
+    train.add_argument(
+        "--resume",
+        type=Path,
+        metavar="RUN",
+        help="continue RUN from its checkpoint (only --epochs may change)",
+    )
     train.add_argument("--no-download", action="store_true", help="never download data")
     train.set_defaults(handler=cmd_train)
 
@@ -118,6 +124,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=int, default=3, help="classes to show per image")
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(handler=cmd_predict)
+
+    bench = commands.add_parser(
+        "bench",
+        help="speed against PyTorch and scikit-learn, side by side",
+        description="Seconds per epoch (W1), time to 98%% (W2), inference (W3), the matmul "
+        "ceiling and peak RSS, with whichever peers are installed.",
+        add_help=False,
+    )
+    bench.set_defaults(handler=cmd_bench)
 
     data = commands.add_parser("data", help="list, fetch, verify and import datasets")
     data_commands = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)
@@ -148,43 +163,67 @@ def build_parser() -> argparse.ArgumentParser:
 # -- commands --------------------------------------------------------------------------------
 
 
+TRAIN_SETTINGS = (
+    "dataset",
+    "hidden",
+    "activation",
+    "dropout",
+    "batchnorm",
+    "optimizer",
+    "lr",
+    "momentum",
+    "weight_decay",
+    "schedule",
+    "warmup_epochs",
+    "label_smoothing",
+    "clip_norm",
+    "batch_size",
+    "epochs",
+    "val_split",
+    "seed",
+)
+
+
 def cmd_train(args) -> int:
     from numlp.config import TrainConfig, load_config
-    from numlp.experiment import run_training
+    from numlp.experiment import TrainingInterrupted, run_training
+    from numlp.train import TrainingDiverged
 
-    config = load_config(args.config) if args.config else TrainConfig()
-    overrides = {
-        key: getattr(args, key)
-        for key in (
-            "dataset",
-            "hidden",
-            "activation",
-            "dropout",
-            "batchnorm",
-            "optimizer",
-            "lr",
-            "momentum",
-            "weight_decay",
-            "schedule",
-            "warmup_epochs",
-            "label_smoothing",
-            "clip_norm",
-            "batch_size",
-            "epochs",
-            "val_split",
-            "seed",
+    overrides = {key: getattr(args, key) for key in TRAIN_SETTINGS}
+    if args.resume:
+        others = [k for k, v in overrides.items() if v is not None and k != "epochs"]
+        if others or args.config or args.out:
+            named = ", ".join("--" + k.replace("_", "-") for k in others) or "--config/--out"
+            raise CLIError(
+                f"--resume continues a run as it was: {named} cannot be given with it "
+                "(only --epochs)"
+            )
+        out = args.resume
+        config = load_config(out / "config.toml").updated(epochs=args.epochs)
+    else:
+        config = load_config(args.config) if args.config else TrainConfig()
+        config = config.updated(**overrides)
+        out = args.out or Path("runs") / f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    try:
+        run_training(
+            config,
+            out,
+            data_dir=args.data_dir,
+            download=not args.no_download,
+            overwrite=args.overwrite,
+            progress=_download_progress(),
+            resume=bool(args.resume),
         )
-    }
-    config = config.updated(**overrides)
-    out = args.out or Path("runs") / f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    run_training(
-        config,
-        out,
-        data_dir=args.data_dir,
-        download=not args.no_download,
-        overwrite=args.overwrite,
-        progress=_download_progress(),
-    )
+    except TrainingInterrupted as stop:
+        print(f"numlp: {stop}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except TrainingDiverged as err:
+        kept = (
+            f" The last good checkpoint is kept in {Path(out) / 'checkpoint.npz'}."
+            if (Path(out) / "checkpoint.npz").exists()
+            else ""
+        )
+        raise CLIError(f"training diverged: {err}{kept}") from None
     return 0
 
 
@@ -264,6 +303,12 @@ def cmd_predict(args) -> int:
             shown = "  ".join(f"{t['class']} ({t['probability']:.1%})" for t in r["top"])
             print(f"{r['file']}[{r['index']}]: {shown}")
     return 0
+
+
+def cmd_bench(args) -> int:
+    from numlp.bench import main as bench_main
+
+    return bench_main(args.bench_args)
 
 
 def cmd_data_list(args) -> int:
@@ -393,7 +438,13 @@ def _plain_progress():
 
 def main(argv=None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if "bench" in argv:  # everything after `bench` belongs to the benchmark's own parser
+        at = argv.index("bench")
+        args = parser.parse_args(argv[: at + 1])
+        args.bench_args = argv[at + 1 :]
+    else:
+        args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return EXIT_USAGE

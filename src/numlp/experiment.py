@@ -1,8 +1,9 @@
 """A whole training run from a :class:`~numlp.config.TrainConfig`: data, model, fit, test, files.
 
 This is what ``numlp train`` does, as a Python function, so that the CLI stays a thin shell.
-A run folder receives ``config.toml`` (at the start), ``metrics.jsonl`` (one line per epoch)
-and ``model.npz`` (at the end); every file is written atomically.
+A run folder receives ``config.toml`` (at the start), ``metrics.jsonl`` (one line per epoch),
+``checkpoint.npz`` (every epoch and on Ctrl-C: enough to resume exactly) and ``model.npz``
+(at the end); every file is written atomically, so a crash never leaves a broken one.
 """
 
 from __future__ import annotations
@@ -19,15 +20,26 @@ from numlp import preprocess
 from numlp.atomic import atomic_write_text
 from numlp.config import TrainConfig, to_toml
 from numlp.data.datasets import load_dataset
-from numlp.io import save_model
+from numlp.io import load_checkpoint, save_model
 from numlp.layers import BatchNorm, Dense, Dropout, Flatten, activation
 from numlp.losses import SoftmaxCrossEntropy
 from numlp.model import Sequential
 from numlp.optim import SGD, make_optimizer
 from numlp.schedules import make_schedule
-from numlp.train import Callback, EpochLogger
+from numlp.train import Callback, Checkpoint, EpochLogger
 
-RUN_FILES = ("model.npz", "metrics.jsonl", "config.toml")
+RUN_FILES = ("model.npz", "metrics.jsonl", "config.toml", "checkpoint.npz")
+
+
+class TrainingInterrupted(Exception):
+    """Ctrl-C stopped training after saving a checkpoint; ``resume_hint`` says how to go on."""
+
+    def __init__(self, out: Path, epoch: int, batch: int):
+        self.out, self.epoch, self.batch = out, epoch, batch
+        super().__init__(
+            f"interrupted in epoch {epoch + 1} after {batch} batches; checkpoint saved in "
+            f"{out / 'checkpoint.npz'}. Resume with: numlp train --resume {out}"
+        )
 
 
 def build_model(config: TrainConfig, input_shape: tuple[int, ...], classes: int) -> Sequential:
@@ -64,7 +76,9 @@ class MetricsWriter(Callback):
         self.path = Path(path)
 
     def on_train_begin(self, context):
-        self.path.write_text("")
+        # On resume the history so far is rewritten, so the file matches the checkpoint.
+        lines = "".join(json.dumps(record) + "\n" for record in context.history.records)
+        atomic_write_text(self.path, lines)
 
     def on_epoch_end(self, epoch, logs):
         with open(self.path, "a", encoding="utf-8") as f:
@@ -99,43 +113,82 @@ def run_training(
     stream=None,
     progress=None,
     callbacks=(),
+    resume: bool = False,
 ) -> dict:
     """Train as ``config`` says, write the run folder ``out`` and return a summary dict
-    (``test_accuracy``, ``test_loss``, ``seconds``, ``epochs``, ``model_path``...)."""
+    (``test_accuracy``, ``test_loss``, ``seconds``, ``epochs``, ``model_path``...).
+
+    With ``resume``, continue the run in ``out`` from its ``checkpoint.npz`` (``config`` must
+    be the run's own; only ``epochs`` may differ). Raises :class:`TrainingInterrupted` after
+    Ctrl-C (a checkpoint is saved first) and ``TrainingDiverged`` if the loss becomes NaN/Inf
+    (the last good checkpoint is kept).
+    """
     config.validate()
     stream = stream or sys.stdout
-    out = prepare_run_dir(out, overwrite)
-    atomic_write_text(out / "config.toml", to_toml(config))
+    out = Path(out)
+    if resume:
+        model, optimizer, state = _resume_state(out, config)
+        atomic_write_text(out / "config.toml", to_toml(config))  # epochs may have grown
+    else:
+        out = prepare_run_dir(out, overwrite)
+        atomic_write_text(out / "config.toml", to_toml(config))
+        state = None
     data = load_dataset(config.dataset, data_dir=data_dir, download=download, progress=progress)
     x_train = preprocess.apply(data.x_train, preprocess.IMAGE_SCALING)
     x_test = preprocess.apply(data.x_test, preprocess.IMAGE_SCALING)
-    model = build_model(config, x_train.shape[1:], len(data.class_names))
-    optimizer = make_optimizer_for(config, model)
-    n_train = len(x_train) - int(round(len(x_train) * config.val_split))
-    steps = config.epochs * math.ceil(n_train / config.batch_size)
-    warmup = int(round(config.warmup_epochs * math.ceil(n_train / config.batch_size)))
-    schedule = make_schedule(config.schedule, config.lr, steps, warmup)
+    if not resume:
+        model = build_model(config, x_train.shape[1:], len(data.class_names))
+        optimizer = make_optimizer_for(config, model)
+    steps_per_epoch = math.ceil(
+        (len(x_train) - int(round(len(x_train) * config.val_split))) / config.batch_size
+    )
+    warmup = int(round(config.warmup_epochs * steps_per_epoch))
+    schedule = make_schedule(config.schedule, config.lr, config.epochs * steps_per_epoch, warmup)
     loss = SoftmaxCrossEntropy(config.label_smoothing)
+    metadata = {
+        "dataset": data.name,
+        "class_names": list(data.class_names),
+        "preprocessing": preprocess.IMAGE_SCALING,
+    }
+    checkpoint = Checkpoint(out / "checkpoint.npz", **metadata, config=_plain(config))
+    where = (
+        f"resuming at epoch {state['epoch'] + 1}, batch {state['batch']}"
+        if state
+        else f"model {model.count_parameters():,} parameters"
+    )
     print(
-        f"{data.name}: {len(x_train):,} training images from {data.source}; "
-        f"model {model.count_parameters():,} parameters; output in {out}",
+        f"{data.name}: {len(x_train):,} training images from {data.source}; {where}; "
+        f"output in {out}",
         file=stream,
         flush=True,
     )
 
     started = time.perf_counter()
-    history = model.fit(
-        x_train,
-        data.y_train,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        optimizer=optimizer,
-        loss=loss,
-        schedule=schedule,
-        validation_split=config.val_split or 0.0,
-        seed=config.seed,
-        callbacks=[MetricsWriter(out / "metrics.jsonl"), EpochLogger(stream), *callbacks],
-    )
+    try:
+        history = model.fit(
+            x_train,
+            data.y_train,
+            epochs=config.epochs,
+            batch_size=config.batch_size,
+            optimizer=optimizer,
+            loss=loss,
+            schedule=schedule,
+            validation_split=config.val_split or 0.0,
+            seed=config.seed,
+            resume=state,
+            callbacks=[
+                MetricsWriter(out / "metrics.jsonl"),
+                checkpoint,
+                EpochLogger(stream),
+                *callbacks,
+            ],
+        )
+    except KeyboardInterrupt:
+        if checkpoint.saved is None:
+            raise
+        raise TrainingInterrupted(
+            out, checkpoint.saved["epoch"], checkpoint.saved["batch"]
+        ) from None
     seconds = time.perf_counter() - started
     test = model.evaluate(x_test, data.y_test, loss=loss)
     last = history.records[-1]
@@ -151,12 +204,7 @@ def run_training(
         "test_accuracy": test["accuracy"],
     }
     path = save_model(
-        out / "model.npz",
-        model,
-        dataset=data.name,
-        class_names=list(data.class_names),
-        preprocessing=preprocess.IMAGE_SCALING,
-        training={**summary, "config": _plain(config)},
+        out / "model.npz", model, **metadata, training={**summary, "config": _plain(config)}
     )
     print(
         f"test accuracy {test['accuracy']:.2%} (loss {test['loss']:.4f}) after "
@@ -165,6 +213,33 @@ def run_training(
         flush=True,
     )
     return {**summary, "model_path": str(path), "history": history.records}
+
+
+def _resume_state(out: Path, config: TrainConfig):
+    """The model, optimizer and training state saved in ``out/checkpoint.npz``."""
+    path = out / "checkpoint.npz"
+    if not path.is_file():
+        raise ValueError(f"{out} has no checkpoint.npz to resume from")
+    model, optimizer_arrays, header = load_checkpoint(path)
+    saved = header.get("config") or {}
+    changed = sorted(k for k, v in _plain(config).items() if k != "epochs" and saved.get(k) != v)
+    if changed:
+        raise ValueError(
+            f"cannot resume {out} with different settings ({', '.join(changed)}): only --epochs "
+            "may change; start a new run to change the rest"
+        )
+    optimizer = make_optimizer_for(config, model)
+    try:
+        optimizer.load_state_dict(optimizer_arrays)
+    except (KeyError, ValueError) as err:
+        raise ValueError(f"{path}: optimizer state does not fit: {err}") from None
+    state = header["state"]
+    if state.get("epoch", 0) >= config.epochs and not state.get("batch"):
+        raise ValueError(
+            f"{out} already trained {state['epoch']} epochs; pass --epochs N with N > "
+            f"{state['epoch']} to train further"
+        )
+    return model, optimizer, state
 
 
 def _plain(config: TrainConfig) -> dict:

@@ -20,6 +20,7 @@ from numlp.atomic import atomic_write_bytes
 from numlp.model import Sequential
 
 FORMAT = "numlp-model"
+CHECKPOINT_FORMAT = "numlp-checkpoint"
 FORMAT_VERSION = 1
 HEADER_KEY = "__header__"
 
@@ -45,12 +46,16 @@ def save_model(path, model: Sequential, **metadata) -> Path:
         "model": model.config(),
         **metadata,
     }
-    arrays = dict(model.state_dict())
+    _write(path, header, model.state_dict())
+    return path
+
+
+def _write(path: Path, header: dict, arrays: dict[str, np.ndarray]) -> None:
+    arrays = dict(arrays)
     arrays[HEADER_KEY] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
-    return path
 
 
 def read_header(path) -> dict:
@@ -63,11 +68,17 @@ def load_model(path) -> tuple[Sequential, dict]:
     is not a numlp model, holds pickled objects, comes from a newer format, or its arrays do
     not match its architecture (shape, dtype, NaN or Inf)."""
     header, arrays = _open(path)
+    model = _build(path, header, arrays)
+    return model, header
+
+
+def _build(path, header: dict, arrays: dict[str, np.ndarray]) -> Sequential:
+    """The model the header describes, with ``arrays`` loaded into it after every check."""
     try:
         model = Sequential.from_config(
             header["model"], dtype=np.dtype(header.get("dtype", "float32"))
         )
-    except (KeyError, TypeError, ValueError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise ModelFileError(f"{path}: the architecture in its header is invalid: {err}") from None
     expected = model.state_dict()
     missing = sorted(set(expected) - set(arrays))
@@ -87,10 +98,49 @@ def load_model(path) -> tuple[Sequential, dict]:
         if not np.all(np.isfinite(arr)):
             raise ModelFileError(f"{path}: {key} contains NaN or Inf; the model is unusable")
     model.load_state_dict(arrays)
-    return model, header
+    return model
 
 
-def _open(path) -> tuple[dict, dict[str, np.ndarray]]:
+def save_checkpoint(path, model: Sequential, optimizer, state: dict, **metadata) -> Path:
+    """Write everything needed to continue training exactly: the model's arrays
+    (``model.layers.0.W``...), the optimizer's (``optimizer.0.velocity``...) and, in the header,
+    ``state`` (epoch, batch, RNG states, history; JSON-ready) plus ``metadata``. Atomic."""
+    from numlp import __version__
+
+    path = Path(path)
+    header = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "numlp_version": __version__,
+        "dtype": str(model.dtype),
+        "model": model.config(),
+        "optimizer": {"type": type(optimizer).__name__, **optimizer.config()},
+        "state": state,
+        **metadata,
+    }
+    arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
+    arrays.update({f"optimizer.{k}": np.asarray(v) for k, v in optimizer.state_dict().items()})
+    _write(path, header, arrays)
+    return path
+
+
+def load_checkpoint(path) -> tuple[Sequential, dict[str, np.ndarray], dict]:
+    """Read a checkpoint: ``(model, optimizer_arrays, header)``; the model is rebuilt and loaded
+    (validated like a model file), the optimizer arrays are for ``Optimizer.load_state_dict``."""
+    header, arrays = _open(path, CHECKPOINT_FORMAT)
+    model_arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
+    optimizer_arrays = {k[10:]: v for k, v in arrays.items() if k.startswith("optimizer.")}
+    if len(model_arrays) + len(optimizer_arrays) != len(arrays):
+        raise ModelFileError(f"{path}: holds arrays that are neither model nor optimizer state")
+    if not isinstance(header.get("state"), dict):
+        raise ModelFileError(f"{path}: the checkpoint has no training state in its header")
+    for key, arr in optimizer_arrays.items():
+        if arr.dtype.kind not in "fiu" or not np.all(np.isfinite(arr)):
+            raise ModelFileError(f"{path}: optimizer array {key} is not finite numbers")
+    return _build(path, header, model_arrays), optimizer_arrays, header
+
+
+def _open(path, expected_format: str = FORMAT) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
@@ -112,8 +162,9 @@ def _open(path) -> tuple[dict, dict[str, np.ndarray]]:
         header = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ModelFileError(f"{path}: its header is not valid JSON ({err})") from None
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise ModelFileError(f"{path}: not a numlp model file")
+    if not isinstance(header, dict) or header.get("format") != expected_format:
+        what = "model" if expected_format == FORMAT else "checkpoint"
+        raise ModelFileError(f"{path}: not a numlp {what} file")
     version = header.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
         raise ModelFileError(

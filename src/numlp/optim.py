@@ -84,6 +84,9 @@ class Optimizer:
         self.clip_norm = clip_norm
         self.steps = 0
         self.state: dict[Parameter, dict[str, np.ndarray]] = {p: {} for p in self.params}
+        # One work array per parameter, reused every step: large temporaries are allocated
+        # and page-faulted anew on every step otherwise, which costs as much as the update.
+        self._scratch: dict[Parameter, np.ndarray] = {}
 
     def step(self) -> float | None:
         """Apply one update from the current gradients. Returns the pre-clip gradient norm if
@@ -92,16 +95,22 @@ class Optimizer:
         self.steps += 1
         for p in self.params:
             grad = p.grad
+            scratch = self._scratch.get(p)
+            if scratch is None or scratch.dtype != p.value.dtype:
+                scratch = self._scratch[p] = np.empty_like(p.value)
             if self.weight_decay and p.decay:
                 if self.decoupled_decay:
                     p.value *= 1 - self.lr * self.weight_decay
                 else:
                     # p.grad is scratch once the step has begun: backward overwrites it next time.
-                    grad += self.weight_decay * p.value
-            self._update(p, grad, self.state[p])
+                    np.multiply(p.value, self.weight_decay, out=scratch)
+                    grad += scratch
+            self._update(p, grad, self.state[p], scratch)
         return norm
 
-    def _update(self, p: Parameter, grad: np.ndarray, state: dict) -> None:
+    def _update(self, p: Parameter, grad: np.ndarray, state: dict, scratch: np.ndarray) -> None:
+        """Move ``p.value`` using ``grad``; ``state`` is this parameter's own, ``scratch`` an
+        array of its shape to use for temporaries."""
         raise NotImplementedError
 
     def penalty(self) -> float:
@@ -159,7 +168,7 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
 
-    def _update(self, p, grad, state):
+    def _update(self, p, grad, state, scratch):
         if self.momentum:
             v = state.get("velocity")
             if v is None:
@@ -168,10 +177,12 @@ class SGD(Optimizer):
                 v *= self.momentum
                 v += grad
             if self.nesterov:
-                grad += self.momentum * v
+                np.multiply(v, self.momentum, out=scratch)
+                grad += scratch
             else:
                 grad = v
-        p.value -= self.lr * grad
+        np.multiply(grad, self.lr, out=scratch)
+        p.value -= scratch
 
     def config(self):
         return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -195,22 +206,27 @@ class Adam(Optimizer):
         _check_number(who, "eps", eps, 0.0, low_open=True)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
-    def _update(self, p, grad, state):
+    def _update(self, p, grad, state, scratch):
         if not state:
             state["m"] = np.zeros_like(p.value)
             state["v"] = np.zeros_like(p.value)
-        m, v = state["m"], state["v"]
+        m, v, s = state["m"], state["v"], scratch
         m *= self.beta1
-        m += (1 - self.beta1) * grad
+        np.multiply(grad, 1 - self.beta1, out=s)
+        m += s
         v *= self.beta2
-        v += (1 - self.beta2) * (grad * grad)
+        np.multiply(grad, grad, out=s)
+        s *= 1 - self.beta2
+        v += s
         t = self.steps
         bias1 = 1 - self.beta1**t
         bias2 = 1 - self.beta2**t
-        denom = np.sqrt(v)
-        denom /= math.sqrt(bias2)
-        denom += self.eps
-        p.value -= (self.lr / bias1) * (m / denom)
+        np.sqrt(v, out=s)  # s = sqrt(v_hat) + eps, then the step lr * m_hat / s
+        s /= math.sqrt(bias2)
+        s += self.eps
+        np.divide(m, s, out=s)
+        s *= self.lr / bias1
+        p.value -= s
 
     def config(self):
         return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

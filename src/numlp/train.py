@@ -1,16 +1,20 @@
 """The training loop: batching, the per-step sequence, History and callbacks.
 
 One training step is exactly: forward, loss, loss backward, model backward, optimizer step.
-The data is shuffled once per epoch into a contiguous buffer and batches are views of it,
-so no rows are gathered per batch. Nothing here prints: progress goes through callbacks.
+The order is drawn once per epoch and rows are gathered into a reused buffer a block of
+batches at a time, so batches are contiguous views and no rows are gathered per batch.
+Nothing here prints: progress goes through callbacks.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+import signal
 import sys
+import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -64,6 +68,7 @@ class TrainingContext:
     steps_per_epoch: int
     samples: int
     history: History = field(default_factory=History)
+    snapshot: Callable[[], dict] | None = None  # the full training state, for checkpoints
 
 
 class Callback:
@@ -78,6 +83,9 @@ class Callback:
     def on_epoch_end(self, epoch: int, logs: dict) -> None: ...
 
     def on_train_end(self, history: History) -> None: ...
+
+    def on_interrupt(self, context: TrainingContext) -> None:
+        """Ctrl-C arrived: ``fit`` stopped between two steps and raises KeyboardInterrupt next."""
 
 
 class EarlyStopping(Callback):
@@ -154,16 +162,66 @@ def format_epoch(epoch: int, epochs: int, logs: dict) -> str:
     return "  ".join(parts)
 
 
-def split_validation(x, y, fraction: float, rng: np.random.Generator):
-    """Hold out a random ``fraction`` of ``(x, y)``: ``(x_train, y_train), (x_val, y_val)``."""
+def validation_indices(n: int, fraction: float, rng: np.random.Generator):
+    """Random disjoint sorted ``(train_index, val_index)``, holding out ``fraction`` of ``n``."""
     if not 0 < fraction < 1:
         raise ValueError(f"validation_split must be in (0, 1), got {fraction}")
-    n_val = int(round(len(x) * fraction))
-    if n_val < 1 or n_val >= len(x):
-        raise ValueError(f"validation_split {fraction} of {len(x)} samples leaves an empty part")
-    order = rng.permutation(len(x))
-    val, train = np.sort(order[:n_val]), np.sort(order[n_val:])
+    n_val = int(round(n * fraction))
+    if n_val < 1 or n_val >= n:
+        raise ValueError(f"validation_split {fraction} of {n} samples leaves an empty part")
+    order = rng.permutation(n)
+    return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+
+def split_validation(x, y, fraction: float, rng: np.random.Generator):
+    """Hold out a random ``fraction`` of ``(x, y)``: ``(x_train, y_train), (x_val, y_val)``."""
+    train, val = validation_indices(len(x), fraction, rng)
     return (x[train], y[train]), (x[val], y[val])
+
+
+class BatchStream:
+    """Mini-batches of ``(x[index], y[index])`` in a fresh random order each epoch.
+
+    The order is drawn once per epoch; rows are then gathered a block of batches at a time
+    (about ``block_bytes``) into buffers allocated once, and batches are views of them. This
+    keeps the gather large and contiguous (no per-batch fancy indexing) without a full-size
+    shuffled copy of the data. Each batch is valid until the next one is requested.
+    """
+
+    def __init__(self, x, y, index, batch_size, rng, shuffle=True, block_bytes=16 << 20):
+        self.x, self.y, self.index = x, y, index
+        self.batch_size, self.rng, self.shuffle = batch_size, rng, shuffle
+        self.contiguous = not shuffle and len(index) == len(x)  # x itself, in order
+        row_bytes = max(x[0].nbytes if len(x) else 1, 1)
+        per_block = max(1, block_bytes // (row_bytes * batch_size)) * batch_size
+        self.block = min(per_block, len(index))
+        if not self.contiguous:
+            self.x_buffer = np.empty((self.block, *x.shape[1:]), dtype=x.dtype)
+            self.y_buffer = np.empty((self.block, *y.shape[1:]), dtype=y.dtype)
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.index) / self.batch_size)
+
+    def epoch(self, skip: int = 0):
+        """Yield ``(xb, yb)`` for one pass over the data, leaving out the first ``skip`` batches
+        (to resume an epoch: the order is drawn as usual, so what follows is the same)."""
+        first_row = skip * self.batch_size
+        if self.contiguous:
+            for start in range(first_row, len(self.x), self.batch_size):
+                yield (
+                    self.x[start : start + self.batch_size],
+                    self.y[start : start + self.batch_size],
+                )
+            return
+        order = self.index[self.rng.permutation(len(self.index))] if self.shuffle else self.index
+        for block_start in range(first_row - first_row % self.block, len(order), self.block):
+            rows = order[block_start : block_start + self.block]
+            xs, ys = self.x_buffer[: len(rows)], self.y_buffer[: len(rows)]
+            # mode="clip" matters: with the default "raise", np.take buffers `out` (30x slower).
+            np.take(self.x, rows, axis=0, out=xs, mode="clip")
+            np.take(self.y, rows, axis=0, out=ys, mode="clip")
+            for start in range(max(first_row - block_start, 0), len(rows), self.batch_size):
+                yield xs[start : start + self.batch_size], ys[start : start + self.batch_size]
 
 
 def fit(
@@ -182,6 +240,7 @@ def fit(
     seed: int | None = None,
     callbacks=(),
     verbose: bool = False,
+    resume: dict | None = None,
 ) -> History:
     """Train ``model`` on ``x: (samples, *input_shape)`` and ``y`` (class ids for cross-entropy).
 
@@ -205,6 +264,11 @@ def fit(
     callbacks : list of Callback
     verbose : bool
         Print one line per epoch to stderr.
+    resume : dict, optional
+        A training state from ``context.snapshot()`` (as a :class:`Checkpoint` saves it):
+        training continues where it stopped, with the same data order and dropout masks, so
+        the result is bit-identical to a run that was never interrupted. The model and
+        optimizer must already hold the state saved with it; ``seed`` must be the same.
 
     Returns
     -------
@@ -214,6 +278,8 @@ def fit(
         ``val_loss``, ``val_accuracy``, ``lr`` and ``seconds`` per epoch.
 
     Everything is validated before the first step, so a bad argument changes no weight.
+    Ctrl-C (SIGINT) is taken between two steps: callbacks' ``on_interrupt`` run (a
+    :class:`Checkpoint` saves), then KeyboardInterrupt is raised.
     """
     loss = loss or SoftmaxCrossEntropy()
     optimizer = optimizer or Adam(model.parameters())
@@ -234,8 +300,10 @@ def fit(
     x, y = _check_data(model, x, y, loss, "x")
     if validation_data is not None and validation_split:
         raise ValueError("give validation_data or validation_split, not both")
+    index = np.arange(len(x))
     if validation_split:
-        (x, y), validation_data = split_validation(x, y, validation_split, rng)
+        index, val_index = validation_indices(len(x), validation_split, rng)
+        validation_data = (x[val_index], y[val_index])
     elif validation_data is not None:
         if len(validation_data) != 2:
             raise ValueError("validation_data must be a pair (x_val, y_val)")
@@ -247,14 +315,37 @@ def fit(
     x = np.ascontiguousarray(x, dtype=model.dtype)
     classification = isinstance(loss, SoftmaxCrossEntropy)
     binary = isinstance(loss, BCEWithLogits) and model.classes == 1
-    for layer in model.layers:  # the fit seed decides the dropout masks too
-        if isinstance(layer, Dropout):
-            layer.rng = rng.spawn(1)[0]
+    dropouts = [layer for layer in model.layers if isinstance(layer, Dropout)]
+    for layer in dropouts:  # the fit seed decides the dropout masks too
+        layer.rng = rng.spawn(1)[0]
 
-    n = len(x)
-    steps_per_epoch = math.ceil(n / batch_size)
-    context = TrainingContext(model, optimizer, loss, schedule, epochs, steps_per_epoch, n)
+    n = len(index)
+    batches = BatchStream(x, y, index, batch_size, rng, shuffle)
+    context = TrainingContext(model, optimizer, loss, schedule, epochs, len(batches), n)
     history = context.history
+    # Where the loop is; a snapshot of this plus the arrays is a checkpoint.
+    position = {
+        "epoch": 0,
+        "batch": 0,
+        "loss_sum": 0.0,
+        "correct": 0,
+        "seen": 0,
+        "epoch_seconds": 0.0,
+        "rng_epoch_start": rng.bit_generator.state,
+    }
+    if resume is not None:
+        _restore(resume, position, history, rng, dropouts, len(batches))
+
+    def snapshot() -> dict:
+        return {
+            **position,
+            "rng": rng.bit_generator.state,
+            "dropout_rngs": [layer.rng.bit_generator.state for layer in dropouts],
+            "history": history.records,
+            "optimizer_steps": optimizer.steps,
+        }
+
+    context.snapshot = snapshot
     model.stop_training = False
     for callback in callbacks:
         callback.on_train_begin(context)
@@ -262,49 +353,143 @@ def fit(
     if logger:
         logger.on_train_begin(context)
 
-    x_epoch, y_epoch = (np.empty_like(x), np.empty_like(y)) if shuffle else (x, y)
-    for epoch in range(1, epochs + 1):
-        for callback in callbacks:
-            callback.on_epoch_begin(epoch)
-        started = time.perf_counter()
-        if shuffle:
-            order = rng.permutation(n)
-            np.take(x, order, axis=0, out=x_epoch)
-            np.take(y, order, axis=0, out=y_epoch)
-        total_loss, correct = 0.0, 0
-        for start in range(0, n, batch_size):
-            xb = x_epoch[start : start + batch_size]
-            yb = y_epoch[start : start + batch_size]
-            if schedule is not None:
-                optimizer.lr = schedule(optimizer.steps)
-            batch_loss, outputs = train_step(model, loss, optimizer, xb, yb)
-            total_loss += batch_loss * len(xb)
-            if classification:
-                correct += int(np.count_nonzero(outputs.argmax(axis=1) == yb))
-            elif binary:
-                correct += int(np.count_nonzero((outputs[:, 0] > 0) == (yb.reshape(-1) > 0.5)))
-            if callbacks:
-                step_logs = {"loss": batch_loss, "batch_size": len(xb)}
-                for callback in callbacks:
-                    callback.on_batch_end(optimizer.steps, step_logs)
-        logs = {"epoch": epoch, "loss": total_loss / n + optimizer.penalty()}
-        if classification or binary:
-            logs["accuracy"] = correct / n
-        if validation_data is not None:
-            scores = model.evaluate(*validation_data, loss=loss)
-            logs.update({f"val_{k}": v for k, v in scores.items()})
-        logs["lr"] = optimizer.lr
-        logs["seconds"] = time.perf_counter() - started
-        history.append(logs)
-        for callback in callbacks:
-            callback.on_epoch_end(epoch, logs)
-        if logger:
-            logger.on_epoch_end(epoch, logs)
-        if model.stop_training:
-            break
+    with _deferred_sigint() as interrupted:
+        for epoch in range(position["epoch"] + 1, epochs + 1):
+            for callback in callbacks:
+                callback.on_epoch_begin(epoch)
+            started = time.perf_counter() - position["epoch_seconds"]
+            skip = position["batch"]
+            if skip:
+                rng.bit_generator.state = position["rng_epoch_start"]
+            else:
+                position["rng_epoch_start"] = rng.bit_generator.state
+            for xb, yb in batches.epoch(skip):
+                if schedule is not None:
+                    optimizer.lr = schedule(optimizer.steps)
+                batch_loss, outputs = train_step(model, loss, optimizer, xb, yb)
+                position["loss_sum"] += batch_loss * len(xb)
+                position["seen"] += len(xb)
+                position["batch"] += 1
+                if classification:
+                    position["correct"] += int(np.count_nonzero(outputs.argmax(axis=1) == yb))
+                elif binary:
+                    hits = (outputs[:, 0] > 0) == (yb.reshape(-1) > 0.5)
+                    position["correct"] += int(np.count_nonzero(hits))
+                if callbacks:
+                    step_logs = {"loss": batch_loss, "batch_size": len(xb)}
+                    for callback in callbacks:
+                        callback.on_batch_end(optimizer.steps, step_logs)
+                if interrupted():
+                    position["epoch_seconds"] = time.perf_counter() - started
+                    for callback in callbacks:
+                        callback.on_interrupt(context)
+                    raise KeyboardInterrupt
+            logs = {"epoch": epoch, "loss": position["loss_sum"] / n + optimizer.penalty()}
+            if classification or binary:
+                logs["accuracy"] = position["correct"] / n
+            if validation_data is not None:
+                scores = model.evaluate(*validation_data, loss=loss)
+                logs.update({f"val_{k}": v for k, v in scores.items()})
+            logs["lr"] = optimizer.lr
+            logs["seconds"] = time.perf_counter() - started
+            history.append(logs)
+            position.update(
+                epoch=epoch,
+                batch=0,
+                loss_sum=0.0,
+                correct=0,
+                seen=0,
+                epoch_seconds=0.0,
+                rng_epoch_start=rng.bit_generator.state,
+            )
+            for callback in callbacks:
+                callback.on_epoch_end(epoch, logs)
+            if logger:
+                logger.on_epoch_end(epoch, logs)
+            if model.stop_training or interrupted():
+                break
+        if interrupted():  # arrived during validation or a callback: the epoch is complete
+            for callback in callbacks:
+                callback.on_interrupt(context)
+            raise KeyboardInterrupt
     for callback in callbacks:
         callback.on_train_end(history)
     return history
+
+
+def _restore(state: dict, position: dict, history: History, rng, dropouts, steps_per_epoch):
+    """Put a snapshot back: loop position, RNG states, history."""
+    try:
+        for key in position:
+            position[key] = state[key]
+        rng.bit_generator.state = state["rng"]
+        if len(state["dropout_rngs"]) != len(dropouts):
+            raise ValueError("the checkpoint has a different number of Dropout layers")
+        for layer, rng_state in zip(dropouts, state["dropout_rngs"]):
+            layer.rng.bit_generator.state = rng_state
+        records = list(state["history"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ValueError(f"cannot resume from this training state: {err}") from None
+    if not 0 <= position["batch"] <= steps_per_epoch:
+        raise ValueError("cannot resume: the checkpoint's batch position does not fit this data")
+    for record in records:
+        history.append(record)
+
+
+class _deferred_sigint:
+    """Within the block, SIGINT sets a flag instead of raising; ``interrupted()`` reads it.
+
+    This keeps Ctrl-C from landing between a backward pass and an optimizer step, where the
+    model would be half updated. Outside the main thread it does nothing.
+    """
+
+    def __enter__(self):
+        self.flag = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return lambda: self.flag
+
+    def _handle(self, signum, frame):
+        self.flag = True
+
+    def __exit__(self, *exc):
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+        return False
+
+
+class Checkpoint(Callback):
+    """Save the whole training state to ``path`` after every epoch and on Ctrl-C, atomically,
+    so that ``fit(..., resume=...)`` continues exactly. ``metadata`` goes into the header."""
+
+    def __init__(self, path, **metadata):
+        self.path = path
+        self.metadata = metadata
+        self.saved: dict | None = None  # epoch and batch of the last save
+
+    def on_train_begin(self, context):
+        self.context = context
+
+    def save(self) -> None:
+        from numlp.io import save_checkpoint
+
+        state = self.context.snapshot()
+        model = self.context.model
+        for name, value in model.state_dict().items():
+            if not np.all(np.isfinite(value)):
+                raise TrainingDiverged(
+                    f"{name} holds NaN or Inf after epoch {state['epoch']}; the checkpoint "
+                    "was not overwritten. Try a lower learning rate or gradient clipping."
+                )
+        save_checkpoint(self.path, model, self.context.optimizer, state, **self.metadata)
+        self.saved = {"epoch": state["epoch"], "batch": state["batch"]}
+
+    def on_epoch_end(self, epoch, logs):
+        self.save()
+
+    def on_interrupt(self, context):
+        self.save()
 
 
 def train_step(

@@ -1,0 +1,504 @@
+"""Side-by-side speed benchmark: numlp against PyTorch and scikit-learn on the same machine.
+
+Workloads (MNIST, float32, BLAS threads = cores for every library):
+
+* ceiling: GFLOP/s of a large square float32 matmul (the machine's practical peak);
+* W1: seconds per training epoch of a 784-512-256-10 ReLU MLP, batch 128, SGD momentum 0.9;
+  libraries are interleaved epoch by epoch so that drift in machine speed hits them alike;
+* W2: wall seconds until the test accuracy reaches 98 %, evaluations included, each library
+  with its best honest recipe (documented in ``RECIPES``);
+* W3: inference images per second at batch 1 and at batch 10,000;
+* peak RSS of each library's training process.
+
+The peers are optional: without torch or scikit-learn the benchmark says so and measures the
+rest. Results are a markdown table and a JSON document. Nothing here is imported by the library.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+HIDDEN = (512, 256)
+BATCH = 128
+LR = 0.01
+MOMENTUM = 0.9
+
+RECIPES = {
+    "numlp": "`numlp train` defaults: 784-512-256-10 ReLU, dropout 0.1, AdamW lr 1e-3 cosine, "
+    "label smoothing 0.1, batch 128 (trains on all 60k here: no validation split)",
+    "torch": "the same recipe in PyTorch: nn.Linear/ReLU/Dropout(0.1), AdamW lr 1e-3 "
+    "(weight_decay 0), CosineAnnealingLR per step, CrossEntropyLoss(label_smoothing=0.1)",
+    "sklearn": "MLPClassifier(hidden_layer_sizes=(512, 256), solver='adam', "
+    "learning_rate_init=1e-3, batch_size=128, alpha=1e-4) with partial_fit, one epoch per call",
+}
+
+
+def w1_flops(samples: int, sizes=(784, *HIDDEN, 10)) -> float:
+    """FLOPs of one training epoch: forward 2*n*in*out per layer, backward twice that,
+    except the first layer, which needs no gradient for its input."""
+    per_sample = 0
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        per_sample += 2 * a * b * (3 if i else 2)
+    return per_sample * samples
+
+
+def matmul_ceiling(n: int = 4096, repeats: int = 5) -> float:
+    rng = np.random.default_rng(0)
+    a = rng.random((n, n), dtype=np.float32)
+    b = rng.random((n, n), dtype=np.float32)
+    a @ b
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - start)
+    return 2 * n**3 / statistics.median(times) / 1e9
+
+
+# -- W1 runners: each .epoch() trains one epoch and returns its seconds ----------------------
+
+
+class NumlpW1:
+    name = "numlp"
+
+    def __init__(self, x, y):
+        from numlp import SGD, Dense, ReLU, Sequential, SoftmaxCrossEntropy
+
+        self.x, self.y = x, y
+        self.model = Sequential(
+            [Dense(784, 512), ReLU(), Dense(512, 256), ReLU(), Dense(256, 10)], seed=0
+        )
+        self.optimizer = SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM)
+        self.loss = SoftmaxCrossEntropy()
+        self.seed = 0
+
+    def epoch(self) -> float:
+        self.seed += 1
+        history = self.model.fit(
+            self.x,
+            self.y,
+            epochs=1,
+            batch_size=BATCH,
+            optimizer=self.optimizer,
+            loss=self.loss,
+            seed=self.seed,
+        )
+        return history["seconds"][0]
+
+
+class TorchW1:
+    name = "torch"
+
+    def __init__(self, x, y):
+        import torch
+
+        torch.set_num_threads(os.cpu_count() or 1)
+        torch.manual_seed(0)
+        self.torch = torch
+        self.x, self.y = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+        nn = torch.nn
+        self.model = nn.Sequential(
+            nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10)
+        )
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=LR, momentum=MOMENTUM)
+        self.loss = nn.CrossEntropyLoss()
+
+    def epoch(self) -> float:
+        torch = self.torch
+        start = time.perf_counter()
+        order = torch.randperm(len(self.x))
+        xs, ys = self.x[order], self.y[order]
+        for i in range(0, len(xs), BATCH):
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = self.loss(self.model(xs[i : i + BATCH]), ys[i : i + BATCH])
+            loss.backward()
+            self.optimizer.step()
+        return time.perf_counter() - start
+
+
+class SklearnW1:
+    name = "sklearn"
+
+    def __init__(self, x, y):
+        from sklearn.neural_network import MLPClassifier
+
+        self.x, self.y = x, y
+        self.model = MLPClassifier(
+            hidden_layer_sizes=HIDDEN,
+            solver="sgd",
+            learning_rate_init=LR,
+            momentum=MOMENTUM,
+            nesterovs_momentum=False,
+            batch_size=BATCH,
+            alpha=0.0,
+            shuffle=True,
+            random_state=0,
+        )
+        self.classes = np.arange(10)
+
+    def epoch(self) -> float:
+        start = time.perf_counter()
+        self.model.partial_fit(self.x, self.y, classes=self.classes)
+        return time.perf_counter() - start
+
+
+def available_peers() -> tuple[list[type], list[str]]:
+    runners, missing = [NumlpW1], []
+    for module, runner in (("torch", TorchW1), ("sklearn", SklearnW1)):
+        try:
+            __import__(module)
+            runners.append(runner)
+        except ImportError:
+            missing.append(module)
+    return runners, missing
+
+
+def run_w1(x, y, rounds: int, runner_classes) -> dict:
+    runners = [cls(x, y) for cls in runner_classes]
+    for runner in runners:  # warm-up: caches, BLAS threads, allocator
+        runner.epoch()
+    times = {runner.name: [] for runner in runners}
+    for r in range(rounds):
+        ordered = runners if r % 2 == 0 else runners[::-1]  # alternate who goes first
+        for runner in ordered:
+            times[runner.name].append(runner.epoch())
+    flops = w1_flops(len(x))
+    return {
+        name: {
+            "epoch_seconds": ts,
+            "median": statistics.median(ts),
+            "gflops": flops / statistics.median(ts) / 1e9,
+        }
+        for name, ts in times.items()
+    }
+
+
+# -- W2: time to 98 % test accuracy -------------------------------------------------------------
+
+
+def w2_numlp(data, target: float, max_epochs: int) -> dict:
+    from numlp.config import TrainConfig
+    from numlp.experiment import build_model, make_optimizer_for
+    from numlp.losses import SoftmaxCrossEntropy
+    from numlp.schedules import make_schedule
+    from numlp.train import Callback
+
+    x_train, y_train, x_test, y_test = data
+    config = TrainConfig(val_split=0.0)
+    start = time.perf_counter()
+    model = build_model(config, (784,), 10)
+    optimizer = make_optimizer_for(config, model)
+    steps = config.epochs * math.ceil(len(x_train) / config.batch_size)
+    record = {}
+
+    class StopAtTarget(Callback):
+        def on_epoch_end(self, epoch, logs):
+            accuracy = model.evaluate(x_test, y_test)["accuracy"]
+            record.setdefault("curve", []).append((epoch, time.perf_counter() - start, accuracy))
+            if accuracy >= target:
+                model.stop_training = True
+
+    model.fit(
+        x_train,
+        y_train,
+        epochs=min(config.epochs, max_epochs),
+        batch_size=config.batch_size,
+        optimizer=optimizer,
+        loss=SoftmaxCrossEntropy(config.label_smoothing),
+        schedule=make_schedule(config.schedule, config.lr, steps),
+        seed=0,
+        callbacks=[StopAtTarget()],
+    )
+    return _w2_result(record["curve"], target)
+
+
+def w2_torch(data, target: float, max_epochs: int) -> dict:
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    torch.manual_seed(0)
+    x_train, y_train, x_test, y_test = (torch.from_numpy(a) for a in data)
+    y_train, y_test = y_train.long(), y_test.long()
+    start = time.perf_counter()
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Flatten(),
+        nn.Linear(784, 512),
+        nn.ReLU(),
+        nn.Dropout(0.1),
+        nn.Linear(512, 256),
+        nn.ReLU(),
+        nn.Dropout(0.1),
+        nn.Linear(256, 10),
+    )
+    epochs = 10
+    steps = epochs * math.ceil(len(x_train) / BATCH)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.0)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.1)
+    curve = []
+    for epoch in range(1, min(epochs, max_epochs) + 1):
+        model.train()
+        order = torch.randperm(len(x_train))
+        xs, ys = x_train[order], y_train[order]
+        for i in range(0, len(xs), BATCH):
+            optimizer.zero_grad(set_to_none=True)
+            loss_fn(model(xs[i : i + BATCH]), ys[i : i + BATCH]).backward()
+            optimizer.step()
+            scheduler.step()
+        model.eval()
+        with torch.no_grad():
+            accuracy = (model(x_test).argmax(1) == y_test).float().mean().item()
+        curve.append((epoch, time.perf_counter() - start, accuracy))
+        if accuracy >= target:
+            break
+    return _w2_result(curve, target)
+
+
+def w2_sklearn(data, target: float, max_epochs: int) -> dict:
+    from sklearn.neural_network import MLPClassifier
+
+    x_train, y_train, x_test, y_test = (a.reshape(len(a), -1) if a.ndim > 1 else a for a in data)
+    start = time.perf_counter()
+    model = MLPClassifier(
+        hidden_layer_sizes=HIDDEN,
+        solver="adam",
+        learning_rate_init=1e-3,
+        batch_size=BATCH,
+        alpha=1e-4,
+        random_state=0,
+    )
+    curve = []
+    for epoch in range(1, max_epochs + 1):
+        model.partial_fit(x_train, y_train, classes=np.arange(10))
+        accuracy = model.score(x_test, y_test)
+        curve.append((epoch, time.perf_counter() - start, accuracy))
+        if accuracy >= target:
+            break
+    return _w2_result(curve, target)
+
+
+def _w2_result(curve, target) -> dict:
+    reached = next(((e, t) for e, t, a in curve if a >= target), None)
+    return {
+        "reached": reached is not None,
+        "epochs": reached[0] if reached else None,
+        "seconds": reached[1] if reached else None,
+        "curve": [{"epoch": e, "seconds": round(t, 2), "test_accuracy": a} for e, t, a in curve],
+    }
+
+
+# -- W3: inference -------------------------------------------------------------------------------
+
+
+def w3_numlp(x) -> dict:
+    from numlp import Dense, ReLU, Sequential
+
+    model = Sequential([Dense(784, 512), ReLU(), Dense(512, 256), ReLU(), Dense(256, 10)], seed=0)
+    return _throughput(lambda batch: model.predict_proba(batch), x)
+
+
+def w3_torch(x) -> dict:
+    import torch
+
+    nn = torch.nn
+    model = nn.Sequential(
+        nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 256), nn.ReLU(), nn.Linear(256, 10)
+    ).eval()
+    xt = torch.from_numpy(x)
+
+    def predict(batch):
+        with torch.inference_mode():
+            return torch.softmax(model(batch), dim=1)
+
+    return _throughput(predict, xt)
+
+
+def w3_sklearn(x) -> dict:
+    from sklearn.neural_network import MLPClassifier
+
+    model = MLPClassifier(hidden_layer_sizes=HIDDEN, max_iter=1, random_state=0)
+    model.partial_fit(x[:256], np.arange(256) % 10, classes=np.arange(10))
+    return _throughput(lambda batch: model.predict_proba(batch), x)
+
+
+def _throughput(predict, x, seconds: float = 1.0) -> dict:
+    out = {}
+    for batch_size in (1, 10_000):
+        batch = x[:batch_size]
+        predict(batch)
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            predict(batch)
+            count += 1
+        out[f"batch_{batch_size}"] = count * batch_size / (time.perf_counter() - start)
+    return out
+
+
+# -- the whole benchmark ------------------------------------------------------------------
+
+
+def peak_rss_of_training(library: str, data_dir: str, epochs: int = 2) -> float | None:
+    """Peak RSS (MiB) of a fresh process that loads MNIST and trains ``epochs`` W1 epochs."""
+    code = (
+        "import sys, numpy as np; from numlp.bench import _load, NumlpW1, TorchW1, SklearnW1;"
+        f"x, y, _, _ = _load({data_dir!r}); r = {{'numlp': NumlpW1, 'torch': TorchW1,"
+        f"'sklearn': SklearnW1}}[{library!r}](x, y)\nfor _ in range({epochs}): r.epoch()"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+    _, status, usage = os.wait4(process.pid, 0)
+    return round(usage.ru_maxrss / 1024, 1) if status == 0 else None
+
+
+def _load(data_dir):
+    from numlp.data import load_dataset
+
+    data = load_dataset("mnist", data_dir=data_dir, download=False)
+    x_train = data.x_train.reshape(len(data.x_train), -1).astype(np.float32) / 255
+    x_test = data.x_test.reshape(len(data.x_test), -1).astype(np.float32) / 255
+    return x_train, data.y_train, x_test, data.y_test
+
+
+def run(
+    data_dir, rounds: int = 5, skip=(), target: float = 0.98, max_epochs: int = 30, log=print
+) -> dict:
+    """Run every workload; returns a JSON-ready dict. ``skip`` names workloads to leave out."""
+    runners, missing = available_peers()
+    result = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "numpy": np.__version__,
+            "platform": platform.platform(),
+        },
+        "missing_peers": missing,
+        "recipes": RECIPES,
+    }
+    try:
+        from threadpoolctl import threadpool_info
+
+        result["machine"]["blas"] = [
+            {k: info.get(k) for k in ("internal_api", "num_threads", "version")}
+            for info in threadpool_info()
+        ]
+    except ImportError:
+        pass
+    for module in missing:
+        log(f"{module} is not installed: measuring without it (pip install {module})")
+    x_train, y_train, x_test, y_test = _load(data_dir)
+    log("ceiling: large float32 matmul ...")
+    result["ceiling_gflops"] = [matmul_ceiling()]
+    if "w1" not in skip:
+        log(f"W1: {rounds} interleaved epochs per library after a warm-up ...")
+        result["w1"] = run_w1(x_train, y_train, rounds, runners)
+        result["w1_gflop_per_epoch"] = w1_flops(len(x_train)) / 1e9
+    if "w2" not in skip:
+        result["w2"] = {}
+        functions = {"numlp": w2_numlp, "torch": w2_torch, "sklearn": w2_sklearn}
+        for runner in runners:
+            log(f"W2: {runner.name} to {target:.0%} test accuracy ...")
+            result["w2"][runner.name] = functions[runner.name](
+                (x_train, y_train, x_test, y_test), target, max_epochs
+            )
+    if "w3" not in skip:
+        functions = {"numlp": w3_numlp, "torch": w3_torch, "sklearn": w3_sklearn}
+        result["w3"] = {}
+        for runner in runners:
+            log(f"W3: {runner.name} inference ...")
+            result["w3"][runner.name] = functions[runner.name](x_test)
+    if "rss" not in skip:
+        result["peak_rss_mib"] = {}
+        for runner in runners:
+            log(f"peak RSS: {runner.name} training in a fresh process ...")
+            result["peak_rss_mib"][runner.name] = peak_rss_of_training(runner.name, str(data_dir))
+    result["ceiling_gflops"].append(matmul_ceiling())
+    return result
+
+
+def markdown(result: dict) -> str:
+    ceiling = statistics.median(result["ceiling_gflops"])
+    lines = [
+        f"Machine: {result['machine']['cpus']} CPUs, NumPy {result['machine']['numpy']}; "
+        f"float32 matmul ceiling {ceiling:.0f} GFLOP/s "
+        f"(measured {', '.join(f'{c:.0f}' for c in result['ceiling_gflops'])})."
+    ]
+    if result["missing_peers"]:
+        lines.append(f"Not installed, so not measured: {', '.join(result['missing_peers'])}.")
+    names = list(result.get("w1") or result.get("w2") or result.get("w3") or {})
+    lines += ["", "| | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+    if "w1" in result:
+        w1 = result["w1"]
+        lines.append(
+            "| W1 s/epoch (median) | " + " | ".join(f"{w1[n]['median']:.3f}" for n in names) + " |"
+        )
+        lines.append(
+            "| W1 GFLOP/s (% of ceiling) | "
+            + " | ".join(f"{w1[n]['gflops']:.0f} ({w1[n]['gflops'] / ceiling:.0%})" for n in names)
+            + " |"
+        )
+        if "torch" in w1:
+            lines.append(
+                "| W1 time / torch's | "
+                + " | ".join(f"{w1[n]['median'] / w1['torch']['median']:.2f}" for n in names)
+                + " |"
+            )
+    if "w2" in result:
+        lines.append(
+            "| W2 s to 98 % test (epochs) | "
+            + " | ".join(
+                f"{r['seconds']:.1f} ({r['epochs']})" if r["reached"] else "not reached"
+                for r in (result["w2"][n] for n in names)
+            )
+            + " |"
+        )
+    if "w3" in result:
+        for key, label in (("batch_1", "batch 1"), ("batch_10000", "batch 10,000")):
+            lines.append(
+                f"| W3 images/s, {label} | "
+                + " | ".join(f"{result['w3'][n][key]:,.0f}" for n in names)
+                + " |"
+            )
+    if "peak_rss_mib" in result:
+        lines.append(
+            "| peak RSS MiB, training | "
+            + " | ".join(str(result["peak_rss_mib"][n]) for n in names)
+            + " |"
+        )
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="numlp bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("NUMLP_DATA"))
+    parser.add_argument("--rounds", type=int, default=5, help="W1 epochs per library")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["w1", "w2", "w3", "rss"])
+    parser.add_argument("--json", help="write the results here as JSON")
+    args = parser.parse_args(argv)
+    result = run(
+        args.data_dir,
+        rounds=args.rounds,
+        skip=set(args.skip),
+        log=lambda m: print(m, file=sys.stderr, flush=True),
+    )
+    print(markdown(result))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
