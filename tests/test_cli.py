@@ -201,3 +201,11 @@ def test_the_installed_command_runs_and_fails_cleanly(tmp_path):
         check=True,
     )
     assert "--hidden" in helped.stdout and "--val-split" in helped.stdout
+
+
+def test_an_output_folder_that_cannot_be_written_is_refused_before_training(tmp_path, capsys):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    assert main(["train", "--out", str(blocker / "run"), "--no-download"]) == 2
+    line = error_line(capsys)
+    assert "cannot write to the run folder" in line and "a-file" in line

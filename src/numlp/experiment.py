@@ -220,6 +220,8 @@ def _resume_state(out: Path, config: TrainConfig):
     path = out / "checkpoint.npz"
     if not path.is_file():
         raise ValueError(f"{out} has no checkpoint.npz to resume from")
+    for stale in out.glob(".*.tmp"):  # half-written files of a killed process: never renamed
+        stale.unlink(missing_ok=True)
     model, optimizer_arrays, header = load_checkpoint(path)
     saved = header.get("config") or {}
     changed = sorted(k for k, v in _plain(config).items() if k != "epochs" and saved.get(k) != v)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import zipfile
 from pathlib import Path
 
@@ -140,20 +141,54 @@ def load_checkpoint(path) -> tuple[Sequential, dict[str, np.ndarray], dict]:
     return _build(path, header, model_arrays), optimizer_arrays, header
 
 
+# deflate cannot expand data by more than about 1032:1
+_MAX_DEFLATE_RATIO = 1100
+
+
+def _read_npz(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an .npz, each .npy header checked against the member's real size before
+    anything is allocated; object arrays (pickles) are refused."""
+    arrays = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                raise ModelFileError(f"{path}: unexpected member {info.filename!r} in the archive")
+            limit = info.compress_size * (_MAX_DEFLATE_RATIO if info.compress_type else 1)
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
+                else:
+                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
+                if dtype.hasobject:
+                    raise ModelFileError(
+                        f"{path}: holds pickled Python objects, which numlp never loads "
+                        "(they can run code)"
+                    )
+                declared = math.prod(shape) * dtype.itemsize
+                if declared != info.file_size - member.tell() or declared > limit + 1024:
+                    raise ModelFileError(
+                        f"{path}: {info.filename} declares shape {shape} ({declared:,} bytes), "
+                        "which does not match its size in the archive"
+                    )
+                data = member.read(declared)
+            if len(data) != declared:
+                raise ModelFileError(f"{path}: {info.filename} is truncated")
+            array = np.frombuffer(data, dtype=dtype)
+            array = array.reshape(shape, order="F" if fortran else "C")
+            arrays[info.filename[:-4]] = array.copy()  # writable, owning its memory
+    return arrays
+
+
 def _open(path, expected_format: str = FORMAT) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"{path}: no such model file")
     try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {key: npz[key] for key in npz.files}
-    except ValueError as err:
-        if "pickle" in str(err).lower():
-            raise ModelFileError(
-                f"{path}: holds pickled Python objects, which numlp never loads (they can run code)"
-            ) from None
-        raise ModelFileError(f"{path}: not a readable .npz file ({err})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
+        arrays = _read_npz(path)
+    except ModelFileError:
+        raise
+    except Exception as err:  # untrusted bytes: any parse failure means a damaged file
         raise ModelFileError(f"{path}: not a readable .npz model file ({err})") from None
     raw = arrays.pop(HEADER_KEY, None)
     if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:

@@ -482,7 +482,12 @@ class Checkpoint(Callback):
                     f"{name} holds NaN or Inf after epoch {state['epoch']}; the checkpoint "
                     "was not overwritten. Try a lower learning rate or gradient clipping."
                 )
-        save_checkpoint(self.path, model, self.context.optimizer, state, **self.metadata)
+        try:
+            save_checkpoint(self.path, model, self.context.optimizer, state, **self.metadata)
+        except OSError as err:
+            raise OSError(
+                err.errno, f"{err.strerror} while writing {self.path} (the previous one is kept)"
+            ) from None
         self.saved = {"epoch": state["epoch"], "batch": state["batch"]}
 
     def on_epoch_end(self, epoch, logs):

@@ -81,6 +81,8 @@ def read_idx(path, *, with_sha256: bool = False):
                 raise IDXError(f"{path}: header truncated inside its {ndim} dimension sizes")
             dims = struct.unpack(f">{ndim}I", raw_dims)
             dtype = IDX_TYPES[code]
+            if math.prod(d for d in dims if d) * dtype.itemsize > 2**62:  # beyond any intp
+                raise IDXError(f"{path}: header declares an impossible shape {dims}")
             header = 4 + 4 * ndim
             payload = math.prod(dims) * dtype.itemsize
             _check_claimed_size(path, dims, header + payload, size, compressed)

@@ -1,0 +1,105 @@
+"""A longer fuzz run of numlp's loaders (IDX, model files, checkpoints) with hypothesis.
+
+Same properties as tests/test_fuzz.py, many more inputs. Prints how many inputs each property
+tried and any failure found (a loader raising something other than its own clear error).
+
+    python benchmarks/fuzz.py --examples 20000
+"""
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import test_fuzz  # noqa: E402  (the properties live with the tests)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--examples", type=int, default=20000)
+    args = parser.parse_args()
+    config = settings(
+        max_examples=args.examples,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    counts = {}
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp_path = Path(tmp)
+
+        class Factory:
+            def mktemp(self, name):
+                folder = tmp_path / name
+                folder.mkdir(exist_ok=True)
+                return folder
+
+        originals = test_fuzz.valid_files(Factory())
+
+        def counted(key, fn):
+            def wrapper(*a, **k):
+                counts[key] = counts.get(key, 0) + 1
+                return fn(*a, **k)
+
+            return wrapper
+
+        load = counted("random bytes", test_fuzz.load_or_refuse)
+
+        @config
+        @given(name=st.sampled_from(sorted(test_fuzz.LOADERS)), payload=st.binary(max_size=4096))
+        def random_bytes(name, payload):
+            load(name, payload, tmp_path)
+
+        mutate = counted("mutated valid files", test_fuzz.load_or_refuse)
+
+        @config
+        @given(name=st.sampled_from(sorted(test_fuzz.LOADERS)), data=st.data())
+        def mutated(name, data):
+            payload = bytearray(originals[name])
+            action = data.draw(st.sampled_from(["truncate", "flip", "insert"]))
+            at = data.draw(st.integers(0, len(payload) - 1))
+            if action == "truncate":
+                payload = payload[:at]
+            elif action == "flip":
+                payload[at] ^= data.draw(st.integers(1, 255))
+            else:
+                payload[at:at] = data.draw(st.binary(min_size=1, max_size=16))
+            mutate(name, bytes(payload), tmp_path)
+
+        headers = counted("IDX size claims", lambda: None)
+        claims = (
+            test_fuzz.test_idx_headers_claiming_any_size_never_allocate_it.hypothesis.inner_test
+        )
+
+        @config
+        @given(
+            dims=st.lists(st.integers(0, 2**32 - 1), min_size=1, max_size=4),
+            code=st.sampled_from([0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E]),
+            body=st.binary(max_size=256),
+        )
+        def idx_claims(dims, code, body):
+            headers()
+            claims(tmp_path, dims, code, body)
+
+        failures = []
+        for prop in (random_bytes, mutated, idx_claims):
+            start = time.perf_counter()
+            try:
+                prop()
+                verdict = "no failure"
+            except Exception as err:  # report, do not hide
+                verdict = f"FAILURE: {type(err).__name__}: {err}"
+                failures.append(verdict)
+            print(f"{prop.__name__}: {verdict} ({time.perf_counter() - start:.0f}s)", flush=True)
+    print("inputs tried:", ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()
