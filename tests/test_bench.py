@@ -1,0 +1,25 @@
+"""The benchmark's arithmetic and report (timings themselves are never asserted)."""
+
+from numlp.bench import markdown, w1_flops
+
+
+def test_w1_flops_count_forward_and_backward_without_the_input_gradient():
+    per_sample = 2 * 784 * 512 * 2 + 2 * 512 * 256 * 3 + 2 * 256 * 10 * 3
+    assert w1_flops(1) == per_sample
+    assert round(w1_flops(60000) / 1e9) == 144  # the issue's figure
+
+
+def test_markdown_reports_each_workload_and_the_ratio_to_torch():
+    result = {
+        "machine": {"cpus": 2, "numpy": "2.x"},
+        "missing_peers": ["sklearn"],
+        "ceiling_gflops": [200.0, 190.0],
+        "w1": {"numlp": {"median": 1.0, "gflops": 144.0}, "torch": {"median": 2.0, "gflops": 72}},
+        "w3": {"numlp": {"batch_1": 10.0, "batch_10000": 1e5},
+               "torch": {"batch_1": 5.0, "batch_10000": 2e5}},
+    }
+    text = markdown(result)
+    assert "Not installed, so not measured: sklearn" in text
+    assert "| W1 time / torch's | 0.50 | 1.00 |" in text
+    assert "144 (74%)" in text
+    assert "100,000" in text
