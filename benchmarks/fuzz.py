@@ -61,16 +61,7 @@ def main() -> None:
         @config
         @given(name=st.sampled_from(sorted(test_fuzz.LOADERS)), data=st.data())
         def mutated(name, data):
-            payload = bytearray(originals[name])
-            action = data.draw(st.sampled_from(["truncate", "flip", "insert"]))
-            at = data.draw(st.integers(0, len(payload) - 1))
-            if action == "truncate":
-                payload = payload[:at]
-            elif action == "flip":
-                payload[at] ^= data.draw(st.integers(1, 255))
-            else:
-                payload[at:at] = data.draw(st.binary(min_size=1, max_size=16))
-            mutate(name, bytes(payload), tmp_path)
+            mutate(name, test_fuzz.mutate(originals[name], data), tmp_path)
 
         headers = counted("IDX size claims", lambda: None)
         claims = (

@@ -15,8 +15,10 @@ def test_markdown_reports_each_workload_and_the_ratio_to_torch():
         "missing_peers": ["sklearn"],
         "ceiling_gflops": [200.0, 190.0],
         "w1": {"numlp": {"median": 1.0, "gflops": 144.0}, "torch": {"median": 2.0, "gflops": 72}},
-        "w3": {"numlp": {"batch_1": 10.0, "batch_10000": 1e5},
-               "torch": {"batch_1": 5.0, "batch_10000": 2e5}},
+        "w3": {
+            "numlp": {"batch_1": 10.0, "batch_10000": 1e5},
+            "torch": {"batch_1": 5.0, "batch_10000": 2e5},
+        },
     }
     text = markdown(result)
     assert "Not installed, so not measured: sklearn" in text

@@ -147,6 +147,7 @@ def error_line(capsys):
 def test_user_errors_print_one_line_and_exit_2(argv, message, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("NUMLP_DATA", raising=False)
     assert main(argv) == 2
     line = error_line(capsys)
     assert line.startswith("numlp: error: ") and message in line

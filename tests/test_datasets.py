@@ -91,3 +91,8 @@ def test_offline_download_failure_leaves_the_cache_clean(isolated):
 def test_unknown_dataset_lists_the_known_ones(isolated):
     with pytest.raises(DataError, match="mnist, fashion-mnist, kmnist"):
         load_dataset("cifar10")
+
+
+def test_mnist_files_asked_for_as_kmnist_are_named_for_what_they_are(isolated, mnist_path):
+    with pytest.raises(DataError, match="its content is mnist"):
+        load_dataset("kmnist", data_dir=mnist_path, download=False)

@@ -64,10 +64,9 @@ def test_random_bytes_are_refused_cleanly(tmp_path, name, payload):
     load_or_refuse(name, payload, tmp_path)
 
 
-@FUZZ
-@given(name=st.sampled_from(sorted(LOADERS)), data=st.data())
-def test_mutated_valid_files_are_loaded_or_refused_cleanly(tmp_path, originals, name, data):
-    payload = bytearray(originals[name])
+def mutate(original: bytes, data) -> bytes:
+    """Truncate, flip a byte or insert bytes somewhere, as hypothesis draws."""
+    payload = bytearray(original)
     action = data.draw(st.sampled_from(["truncate", "flip", "insert"]))
     at = data.draw(st.integers(0, len(payload) - 1))
     if action == "truncate":
@@ -76,7 +75,13 @@ def test_mutated_valid_files_are_loaded_or_refused_cleanly(tmp_path, originals, 
         payload[at] ^= data.draw(st.integers(1, 255))
     else:
         payload[at:at] = data.draw(st.binary(min_size=1, max_size=16))
-    load_or_refuse(name, bytes(payload), tmp_path)
+    return bytes(payload)
+
+
+@FUZZ
+@given(name=st.sampled_from(sorted(LOADERS)), data=st.data())
+def test_mutated_valid_files_are_loaded_or_refused_cleanly(tmp_path, originals, name, data):
+    load_or_refuse(name, mutate(originals[name], data), tmp_path)
 
 
 @FUZZ

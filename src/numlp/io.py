@@ -36,19 +36,22 @@ def save_model(path, model: Sequential, **metadata) -> Path:
     Useful metadata: ``class_names`` (list of str), ``preprocessing`` (e.g.
     ``{"scale": 1/255}``), ``dataset``, ``training`` (a summary dict). Returns the path.
     """
+    path = Path(path)
+    _write(path, _header(FORMAT, model, metadata), model.state_dict())
+    return path
+
+
+def _header(kind: str, model: Sequential, metadata: dict) -> dict:
     from numlp import __version__
 
-    path = Path(path)
-    header = {
-        "format": FORMAT,
+    return {
+        "format": kind,
         "format_version": FORMAT_VERSION,
         "numlp_version": __version__,
         "dtype": str(model.dtype),
         "model": model.config(),
         **metadata,
     }
-    _write(path, header, model.state_dict())
-    return path
 
 
 def _write(path: Path, header: dict, arrays: dict[str, np.ndarray]) -> None:
@@ -106,19 +109,11 @@ def save_checkpoint(path, model: Sequential, optimizer, state: dict, **metadata)
     """Write everything needed to continue training exactly: the model's arrays
     (``model.layers.0.W``...), the optimizer's (``optimizer.0.velocity``...) and, in the header,
     ``state`` (epoch, batch, RNG states, history; JSON-ready) plus ``metadata``. Atomic."""
-    from numlp import __version__
-
     path = Path(path)
-    header = {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": FORMAT_VERSION,
-        "numlp_version": __version__,
-        "dtype": str(model.dtype),
-        "model": model.config(),
-        "optimizer": {"type": type(optimizer).__name__, **optimizer.config()},
-        "state": state,
-        **metadata,
-    }
+    optimizer_config = {"type": type(optimizer).__name__, **optimizer.config()}
+    header = _header(
+        CHECKPOINT_FORMAT, model, {"optimizer": optimizer_config, "state": state, **metadata}
+    )
     arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
     arrays.update({f"optimizer.{k}": np.asarray(v) for k, v in optimizer.state_dict().items()})
     _write(path, header, arrays)

@@ -262,15 +262,20 @@ def read_verified(path: Path, file: FileInfo, folder: Path | None = None) -> np.
     except OSError as err:
         raise DataError(f"cannot read {path}: {err.strerror or err}") from None
     expected = expected_content_hash(file, folder or path.parent)
+    actual = _known_content().get(sha)
     if expected is None:
         if _gz_matches(path, file):
             return array
+        if actual:
+            raise DataError(
+                f"{path}: wrong content (its content is {actual}), not {file.name} of this "
+                "dataset. Point --data-dir or NUMLP_DATA at the right folder."
+            )
         raise DataError(
             f"{path}: cannot be verified: no content checksum is published for {file.name} and "
             f"the file is not the official .gz. Fetch it with `numlp data fetch`."
         )
     if sha != expected:
-        actual = _known_content().get(sha)
         what = f" (its content is {actual})" if actual else ""
         raise DataError(
             f"{path}: wrong content{what}: SHA-256 of the decompressed bytes is {sha}, "
