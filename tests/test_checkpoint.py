@@ -174,3 +174,14 @@ def test_a_failed_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch)
         model.fit(x, y, optimizer=optimizer, callbacks=[Checkpoint(path)], **FIT)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.npz"]
+
+
+def test_an_exploding_gradient_stops_before_the_step_with_advice():
+    x, y = blobs(n=64)
+    x[:8] *= 1e9  # a few absurd inputs: a gradient far beyond any healthy one
+    model, optimizer = setup()
+    before = {k: v.copy() for k, v in model.state_dict().items()}
+    with pytest.raises(TrainingDiverged, match="gradient norm exploded.*lower learning rate"):
+        model.fit(x, y, optimizer=optimizer, epochs=1, batch_size=64, shuffle=False)
+    for key, value in model.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])

@@ -176,9 +176,9 @@ def run_training(
             validation_split=config.val_split or 0.0,
             seed=config.seed,
             resume=state,
-            callbacks=[
-                MetricsWriter(out / "metrics.jsonl"),
+            callbacks=[  # the checkpoint first: a metrics line means its epoch is saved
                 checkpoint,
+                MetricsWriter(out / "metrics.jsonl"),
                 EpochLogger(stream),
                 *callbacks,
             ],
@@ -219,7 +219,10 @@ def _resume_state(out: Path, config: TrainConfig):
     """The model, optimizer and training state saved in ``out/checkpoint.npz``."""
     path = out / "checkpoint.npz"
     if not path.is_file():
-        raise ValueError(f"{out} has no checkpoint.npz to resume from")
+        raise ValueError(
+            f"{out} has no checkpoint.npz to resume from (the run stopped before its first "
+            "epoch ended); start it again with --overwrite"
+        )
     for stale in out.glob(".*.tmp"):  # half-written files of a killed process: never renamed
         stale.unlink(missing_ok=True)
     model, optimizer_arrays, header = load_checkpoint(path)

@@ -22,12 +22,15 @@ import numpy as np
 from numlp.layers import Dropout, Softmax
 from numlp.losses import BCEWithLogits, Loss, SoftmaxCrossEntropy, check_labels
 from numlp.model import Sequential, check_inputs
-from numlp.optim import Adam, Optimizer
+from numlp.optim import Adam, Optimizer, global_grad_norm
 from numlp.schedules import Schedule
 
 
 class TrainingDiverged(FloatingPointError):
     """The loss became NaN or infinite; the step that caused it was not applied."""
+
+
+MAX_GRAD_NORM = 1e6  # far above any healthy gradient of a mean loss; beyond it, training exploded
 
 
 class History:
@@ -241,6 +244,7 @@ def fit(
     callbacks=(),
     verbose: bool = False,
     resume: dict | None = None,
+    max_grad_norm: float | None = MAX_GRAD_NORM,
 ) -> History:
     """Train ``model`` on ``x: (samples, *input_shape)`` and ``y`` (class ids for cross-entropy).
 
@@ -269,6 +273,9 @@ def fit(
         training continues where it stopped, with the same data order and dropout masks, so
         the result is bit-identical to a run that was never interrupted. The model and
         optimizer must already hold the state saved with it; ``seed`` must be the same.
+    max_grad_norm : float or None
+        Stop with :class:`TrainingDiverged` when the global gradient norm exceeds this (or is
+        not finite), before the step is applied; None turns the check off.
 
     Returns
     -------
@@ -366,7 +373,7 @@ def fit(
             for xb, yb in batches.epoch(skip):
                 if schedule is not None:
                     optimizer.lr = schedule(optimizer.steps)
-                batch_loss, outputs = train_step(model, loss, optimizer, xb, yb)
+                batch_loss, outputs = train_step(model, loss, optimizer, xb, yb, max_grad_norm)
                 position["loss_sum"] += batch_loss * len(xb)
                 position["seen"] += len(xb)
                 position["batch"] += 1
@@ -498,19 +505,30 @@ class Checkpoint(Callback):
 
 
 def train_step(
-    model: Sequential, loss: Loss, optimizer: Optimizer, xb, yb
+    model: Sequential, loss: Loss, optimizer: Optimizer, xb, yb, max_grad_norm=MAX_GRAD_NORM
 ) -> tuple[float, np.ndarray]:
     """Forward, loss, loss backward, model backward, optimizer step. Returns the batch loss and
-    the outputs. A NaN/Inf loss raises :class:`TrainingDiverged` before any weight changes."""
+    the outputs. A NaN/Inf loss, or a gradient norm that is not finite or above
+    ``max_grad_norm`` (None: no check), raises :class:`TrainingDiverged` before any weight
+    changes."""
     outputs = model._forward(xb, training=True)
     batch_loss = loss.forward(outputs, yb)
+    advice = (
+        f"the weights are those before that step. Try a lower learning rate (now "
+        f"{optimizer.lr:g}) or gradient clipping (clip_norm)."
+    )
     if not math.isfinite(batch_loss):
         raise TrainingDiverged(
-            f"the loss became {batch_loss} at step {optimizer.steps + 1}; the weights are those "
-            f"before that step. Try a lower learning rate (now {optimizer.lr:g}) or gradient "
-            "clipping (clip_norm)."
+            f"the loss became {batch_loss} at step {optimizer.steps + 1}; {advice}"
         )
     model.backward(loss.backward())
+    if max_grad_norm is not None:
+        norm = global_grad_norm(optimizer.params)
+        if not norm <= max_grad_norm:  # also catches NaN
+            raise TrainingDiverged(
+                f"the gradient norm exploded to {norm:.3g} (limit {max_grad_norm:g}) at step "
+                f"{optimizer.steps + 1}; {advice}"
+            )
     optimizer.step()
     return batch_loss, outputs
 
