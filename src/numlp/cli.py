@@ -125,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--json", action="store_true", help="print JSON")
     predict.set_defaults(handler=cmd_predict)
 
+    export = commands.add_parser(
+        "export",
+        help="export a model to ONNX",
+        description="Write MODEL as ONNX (needs: pip install 'numlp[onnx]'). Class names and "
+        "preprocessing go into the ONNX metadata; Dropout is dropped, BatchNorm exported.",
+    )
+    export.add_argument("model", type=Path)
+    export.add_argument("--onnx", type=Path, required=True, metavar="OUT", help="output .onnx")
+    export.add_argument("--softmax", action="store_true", help="output probabilities, not logits")
+    export.add_argument("--opset", type=int, default=17)
+    export.set_defaults(handler=cmd_export)
+
     bench = commands.add_parser(
         "bench",
         help="speed against PyTorch and scikit-learn, side by side",
@@ -302,6 +314,20 @@ def cmd_predict(args) -> int:
         for r in results:
             shown = "  ".join(f"{t['class']} ({t['probability']:.1%})" for t in r["top"])
             print(f"{r['file']}[{r['index']}]: {shown}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from numlp.export import export_onnx
+    from numlp.io import load_model
+
+    model, header = load_model(args.model)
+    metadata = {k: header[k] for k in ("class_names", "preprocessing", "dataset") if k in header}
+    try:
+        path = export_onnx(model, args.onnx, metadata, softmax=args.softmax, opset=args.opset)
+    except ImportError as err:
+        raise CLIError(str(err)) from None
+    print(f"wrote {path}")
     return 0
 
 

@@ -1,0 +1,152 @@
+"""Export a model to ONNX, so that it runs where numlp does not (onnxruntime, other tools).
+
+Each layer becomes the ONNX operators that compute the same function in inference mode:
+Dense -> Gemm, ReLU/LeakyReLU/Sigmoid/Tanh/Softmax -> their ops, GELU -> its tanh formula
+(the ``Gelu`` op only exists from opset 20), Flatten -> Flatten, BatchNorm ->
+BatchNormalization with the running statistics, Dropout -> nothing (it is the identity at
+inference). Class names, preprocessing and versions go into the model's metadata.
+
+Needs the optional ``onnx`` package (``pip install numlp[onnx]``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from numlp.atomic import atomic_write_bytes
+from numlp.layers import (
+    GELU,
+    BatchNorm,
+    Dense,
+    Dropout,
+    Flatten,
+    LeakyReLU,
+    ReLU,
+    Sigmoid,
+    Softmax,
+    Tanh,
+)
+from numlp.model import Sequential
+
+DEFAULT_OPSET = 17
+
+
+def to_onnx(
+    model: Sequential,
+    metadata: dict | None = None,
+    softmax: bool = False,
+    opset: int = DEFAULT_OPSET,
+):
+    """Build the ``onnx.ModelProto`` of ``model``: input ``input`` of shape
+    ``(batch, *input_shape)`` float32, output ``logits`` (or ``probabilities`` with
+    ``softmax=True``). ``metadata`` values are stored as JSON strings."""
+    try:
+        import onnx
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        raise ImportError("ONNX export needs the onnx package: pip install 'numlp[onnx]'") from None
+    if model.input_shape is None:
+        raise ValueError("the model's input shape is unknown; build it with input_shape=...")
+    nodes, initializers = [], []
+    current = "input"
+
+    def constant(name: str, value) -> str:
+        initializers.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
+        return name
+
+    def node(op: str, inputs: list[str], name: str, **attributes) -> str:
+        nodes.append(helper.make_node(op, inputs, [name], name=name, **attributes))
+        return name
+
+    for i, layer in enumerate(model.layers):
+        tag = f"layers.{i}"
+        if isinstance(layer, Dense):
+            w = constant(f"{tag}.W", layer.W.value)
+            b = constant(f"{tag}.b", layer.b.value)
+            current = node("Gemm", [current, w, b], f"{tag}.gemm")
+        elif isinstance(layer, Flatten):
+            current = node("Flatten", [current], f"{tag}.flatten", axis=1)
+        elif isinstance(layer, ReLU):
+            current = node("Relu", [current], f"{tag}.relu")
+        elif isinstance(layer, LeakyReLU):
+            current = node("LeakyRelu", [current], f"{tag}.leaky_relu", alpha=layer.negative_slope)
+        elif isinstance(layer, Sigmoid):
+            current = node("Sigmoid", [current], f"{tag}.sigmoid")
+        elif isinstance(layer, Tanh):
+            current = node("Tanh", [current], f"{tag}.tanh")
+        elif isinstance(layer, Softmax):
+            current = node("Softmax", [current], f"{tag}.softmax", axis=1)
+        elif isinstance(layer, GELU):
+            current = _gelu(current, tag, node, constant)
+        elif isinstance(layer, BatchNorm):
+            current = node(
+                "BatchNormalization",
+                [
+                    current,
+                    constant(f"{tag}.gamma", layer.gamma.value),
+                    constant(f"{tag}.beta", layer.beta.value),
+                    constant(f"{tag}.running_mean", layer.running_mean),
+                    constant(f"{tag}.running_var", layer.running_var),
+                ],
+                f"{tag}.batchnorm",
+                epsilon=layer.eps,
+            )
+        elif isinstance(layer, Dropout):
+            continue  # the identity at inference
+        else:
+            raise ValueError(f"layer {i} ({layer!r}) has no ONNX translation")
+    output = "probabilities" if softmax else "logits"
+    if softmax and not isinstance(model.layers[-1], Softmax):
+        nodes.append(helper.make_node("Softmax", [current], [output], name="softmax", axis=1))
+    else:
+        nodes.append(helper.make_node("Identity", [current], [output], name="output"))
+    graph = helper.make_graph(
+        nodes,
+        "numlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *model.input_shape])],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", model.classes])],
+        initializers,
+    )
+    proto = helper.make_model(
+        graph, producer_name="numlp", opset_imports=[helper.make_opsetid("", opset)]
+    )
+    from numlp import __version__
+
+    props = {"numlp_version": __version__, **(metadata or {})}
+    helper.set_model_props(proto, {k: json.dumps(v) for k, v in props.items()})
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def _gelu(x: str, tag: str, node, constant) -> str:
+    """0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x**3))), as numlp's GELU computes it."""
+    cube = node("Mul", [node("Mul", [x, x], f"{tag}.x2"), x], f"{tag}.x3")
+    inner = node(
+        "Add",
+        [x, node("Mul", [cube, constant(f"{tag}.k", 0.044715)], f"{tag}.kx3")],
+        f"{tag}.inner",
+    )
+    scaled = node("Mul", [inner, constant(f"{tag}.c", math.sqrt(2 / math.pi))], f"{tag}.scaled")
+    one_plus = node(
+        "Add", [node("Tanh", [scaled], f"{tag}.t"), constant(f"{tag}.one", 1.0)], f"{tag}.one_plus"
+    )
+    half_x = node("Mul", [x, constant(f"{tag}.half", 0.5)], f"{tag}.half_x")
+    return node("Mul", [half_x, one_plus], f"{tag}.gelu")
+
+
+def export_onnx(
+    model: Sequential,
+    path,
+    metadata: dict | None = None,
+    softmax: bool = False,
+    opset: int = DEFAULT_OPSET,
+) -> Path:
+    """Write ``model`` as an ONNX file at ``path`` (atomically); returns the path."""
+    proto = to_onnx(model, metadata, softmax, opset)
+    path = Path(path)
+    atomic_write_bytes(path, proto.SerializeToString())
+    return path
