@@ -98,6 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue RUN from its checkpoint (only --epochs may change)",
     )
     train.add_argument("--no-download", action="store_true", help="never download data")
+    train.add_argument("--quiet", action="store_true", help="print only the final line")
+    train.add_argument("--no-plots", action="store_true", help="do not draw plots at the end")
     train.set_defaults(handler=cmd_train)
 
     evaluate = commands.add_parser(
@@ -137,6 +139,33 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--opset", type=int, default=17)
     export.set_defaults(handler=cmd_export)
 
+    plot = commands.add_parser(
+        "plot",
+        help="draw a run's plots (curves, confusion, mistakes, weights, per class)",
+        description="Write the PNG plots of a run folder into it (needs numlp[plots]).",
+    )
+    plot.add_argument("run", type=Path)
+    plot.add_argument("--data-dir", type=Path)
+    plot.set_defaults(handler=cmd_plot)
+
+    report = commands.add_parser(
+        "report",
+        help="one self-contained HTML page of a run",
+        description="Write RUN/report.html with the settings, figures and plots embedded.",
+    )
+    report.add_argument("run", type=Path)
+    report.add_argument("--out", type=Path, help="default RUN/report.html")
+    report.add_argument("--data-dir", type=Path)
+    report.set_defaults(handler=cmd_report)
+
+    compare = commands.add_parser(
+        "compare",
+        help="overlay several runs' curves and tabulate their results",
+    )
+    compare.add_argument("runs", type=Path, nargs="+", metavar="RUN")
+    compare.add_argument("--out", type=Path, default=Path("compare.png"), help="the plot")
+    compare.set_defaults(handler=cmd_compare)
+
     bench = commands.add_parser(
         "bench",
         help="speed against PyTorch and scikit-learn, side by side",
@@ -160,6 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("name", choices=list(DATASETS))
     verify.add_argument("--data-dir", type=Path)
     verify.set_defaults(handler=cmd_data_verify)
+    show = data_commands.add_parser("show", help="a grid of sample images with their labels")
+    show.add_argument("name", choices=list(DATASETS))
+    show.add_argument("--data-dir", type=Path)
+    show.add_argument("--split", choices=["train", "test"], default="train")
+    show.add_argument("--count", type=int, default=36)
+    show.add_argument("--out", type=Path, help="default NAME-samples.png")
+    show.set_defaults(handler=cmd_data_show)
     imp = data_commands.add_parser(
         "import",
         help="convert Keras mnist.npz or OpenML mnist_784.csv to IDX files",
@@ -225,6 +261,8 @@ def cmd_train(args) -> int:
             overwrite=args.overwrite,
             progress=_download_progress(),
             resume=bool(args.resume),
+            quiet=args.quiet,
+            progress_bar=sys.stderr.isatty(),
         )
     except TrainingInterrupted as stop:
         print(f"numlp: {stop}", file=sys.stderr)
@@ -236,6 +274,100 @@ def cmd_train(args) -> int:
             else ""
         )
         raise CLIError(f"training diverged: {err}{kept}") from None
+    if not args.no_plots:
+        _plots_after_training(out, args)
+    return 0
+
+
+def _plots_after_training(out: Path, args) -> None:
+    from numlp.report import PlotsUnavailable, make_run_plots
+
+    try:
+        paths = make_run_plots(out, args.data_dir, download=not args.no_download)
+    except PlotsUnavailable as err:
+        print(f"no plots: {err}", file=sys.stderr)
+        return
+    if not args.quiet:
+        print(
+            f"plots: {', '.join(p.name for p in paths.values())} (numlp report {out} "
+            "makes an HTML page)"
+        )
+
+
+def cmd_plot(args) -> int:
+    from numlp.report import PlotsUnavailable, make_run_plots
+
+    try:
+        paths = make_run_plots(args.run, args.data_dir)
+    except PlotsUnavailable as err:
+        raise CLIError(str(err)) from None
+    for path in paths.values():
+        print(f"wrote {path}")
+    return 0
+
+
+def cmd_report(args) -> int:
+    from numlp.report import PLOT_FILES, PlotsUnavailable, html_report, make_run_plots
+
+    if not all((args.run / f).exists() for f in PLOT_FILES.values() if f != "first_layer.png"):
+        try:
+            make_run_plots(args.run, args.data_dir)
+        except PlotsUnavailable as err:
+            print(f"numlp: the report will have no plots: {err}", file=sys.stderr)
+    print(f"wrote {html_report(args.run, args.out)}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from numlp.io import read_header
+    from numlp.report import PlotsUnavailable, plot_comparison, read_metrics
+
+    runs = {}
+    print(f"{'run':<30} {'epochs':>6} {'val acc':>8} {'test acc':>8} {'seconds':>8}")
+    for run in args.runs:
+        records = read_metrics(run)
+        runs[run.name if run.name not in runs else str(run)] = records
+        model_file = run / "model.npz"
+        training = read_header(model_file).get("training", {}) if model_file.exists() else {}
+        val = records[-1].get("val_accuracy") if records else None
+        test = training.get("test_accuracy")
+        seconds = sum(r.get("seconds", 0) for r in records)
+        print(f"{str(run):<30} {len(records):>6} {_pct(val):>8} {_pct(test):>8} {seconds:>8.1f}")
+    try:
+        print(f"wrote {plot_comparison(runs, args.out)}")
+    except PlotsUnavailable as err:
+        print(f"no plot: {err}", file=sys.stderr)
+    return 0
+
+
+def _pct(value) -> str:
+    return f"{value:.2%}" if isinstance(value, float) else "–"
+
+
+def cmd_data_show(args) -> int:
+    from numlp.data.datasets import load_dataset
+    from numlp.report import PlotsUnavailable, plot_samples
+
+    if args.count < 1:
+        raise CLIError("--count must be at least 1")
+    data = load_dataset(args.name, data_dir=args.data_dir)
+    if args.split == "train":
+        images, labels = data.x_train, data.y_train
+    else:
+        images, labels = data.x_test, data.y_test
+    out = args.out or Path(f"{args.name}-samples.png")
+    try:
+        path = plot_samples(
+            images,
+            labels,
+            data.class_names,
+            out,
+            args.count,
+            title=f"{args.name} ({args.split}): first {args.count} images",
+        )
+    except PlotsUnavailable as err:
+        raise CLIError(str(err)) from None
+    print(f"wrote {path}")
     return 0
 
 

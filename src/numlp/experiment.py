@@ -114,6 +114,8 @@ def run_training(
     progress=None,
     callbacks=(),
     resume: bool = False,
+    quiet: bool = False,
+    progress_bar: bool = False,
 ) -> dict:
     """Train as ``config`` says, write the run folder ``out`` and return a summary dict
     (``test_accuracy``, ``test_loss``, ``seconds``, ``epochs``, ``model_path``...).
@@ -121,7 +123,8 @@ def run_training(
     With ``resume``, continue the run in ``out`` from its ``checkpoint.npz`` (``config`` must
     be the run's own; only ``epochs`` may differ). Raises :class:`TrainingInterrupted` after
     Ctrl-C (a checkpoint is saved first) and ``TrainingDiverged`` if the loss becomes NaN/Inf
-    (the last good checkpoint is kept).
+    (the last good checkpoint is kept). ``quiet`` prints only the final line; ``progress_bar``
+    adds a live tqdm bar per epoch (for terminals).
     """
     config.validate()
     stream = stream or sys.stdout
@@ -156,12 +159,19 @@ def run_training(
         if state
         else f"model {model.count_parameters():,} parameters"
     )
-    print(
-        f"{data.name}: {len(x_train):,} training images from {data.source}; {where}; "
-        f"output in {out}",
-        file=stream,
-        flush=True,
-    )
+    if not quiet:
+        print(
+            f"{data.name}: {len(x_train):,} training images from {data.source}; {where}; "
+            f"output in {out}",
+            file=stream,
+            flush=True,
+        )
+    shown = [] if quiet else [EpochLogger(stream)]
+    if progress_bar and not quiet:
+        from numlp.progress import ProgressBar, tqdm_available
+
+        if tqdm_available():
+            shown.insert(0, ProgressBar())
 
     started = time.perf_counter()
     try:
@@ -179,7 +189,7 @@ def run_training(
             callbacks=[  # the checkpoint first: a metrics line means its epoch is saved
                 checkpoint,
                 MetricsWriter(out / "metrics.jsonl"),
-                EpochLogger(stream),
+                *shown,
                 *callbacks,
             ],
         )

@@ -1,0 +1,327 @@
+"""Pictures of a run: learning curves, confusion matrix, confident mistakes, first-layer weights,
+per-class accuracy, sample grids, run comparisons, and a self-contained HTML report.
+
+Uses matplotlib with the Agg backend (files only, no window); it is an optional extra
+(``pip install numlp[plots]``): without it, training works and :func:`require_matplotlib`
+says how to get the plots.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from numlp.atomic import atomic_write_text
+
+PLOT_FILES = {
+    "curves": "curves.png",
+    "confusion": "confusion.png",
+    "mistakes": "mistakes.png",
+    "weights": "first_layer.png",
+    "per_class": "per_class.png",
+}
+
+
+class PlotsUnavailable(ImportError):
+    """matplotlib is not installed."""
+
+
+def require_matplotlib():
+    """Import matplotlib with the Agg backend, or raise PlotsUnavailable saying how to get it."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlotsUnavailable(
+            "plots need matplotlib: pip install 'numlp[plots]' (training works without it)"
+        ) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> Path:
+    """Save a figure as PNG atomically (a temp name in the same folder, then rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    tmp.replace(path)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+    return path
+
+
+def read_metrics(run: Path) -> list[dict]:
+    """The per-epoch records of a run folder's ``metrics.jsonl``."""
+    path = Path(run) / "metrics.jsonl"
+    if not path.is_file():
+        raise ValueError(f"{run} has no metrics.jsonl: is it a numlp run folder?")
+    records = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise ValueError(f"{path}: line {number} is not JSON") from None
+    return records
+
+
+def plot_curves(records: list[dict], path, title: str = "") -> Path:
+    """Loss and accuracy per epoch, training vs validation."""
+    plt = require_matplotlib()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
+    epochs = [r["epoch"] for r in records]
+    for key, label, ax in (("loss", "loss", ax_loss), ("accuracy", "accuracy", ax_acc)):
+        for prefix, name in (("", "train"), ("val_", "validation")):
+            values = [r.get(prefix + key) for r in records]
+            if any(v is not None for v in values):
+                ax.plot(epochs, values, marker="o", label=name)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title or "learning curves")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_confusion(cm: np.ndarray, class_names, path) -> Path:
+    """The confusion matrix with counts; rows are true classes, columns predictions."""
+    plt = require_matplotlib()
+    k = len(class_names)
+    fig, ax = plt.subplots(figsize=(1 + 0.6 * k, 1 + 0.6 * k))
+    # log colour scale so that the few errors are visible next to the large diagonal
+    ax.imshow(np.log1p(cm), cmap="Blues")
+    for i in range(k):
+        for j in range(k):
+            ax.text(
+                j,
+                i,
+                str(cm[i, j]),
+                ha="center",
+                va="center",
+                fontsize=7,
+                color="white" if i == j else "black",
+            )
+    ax.set_xticks(range(k), [str(n) for n in class_names], rotation=45, ha="right")
+    ax.set_yticks(range(k), [str(n) for n in class_names])
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title("confusion matrix (test set)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_mistakes(images, y_true, proba, class_names, path, count: int = 25) -> Path:
+    """The ``count`` test images the model got wrong with the highest confidence."""
+    plt = require_matplotlib()
+    y_pred = proba.argmax(axis=1)
+    wrong = np.flatnonzero(y_pred != y_true)
+    order = wrong[np.argsort(-proba[wrong, y_pred[wrong]])][:count]
+    side = max(1, math.ceil(math.sqrt(max(len(order), 1))))
+    fig, axes = plt.subplots(side, side, figsize=(1.6 * side, 1.9 * side), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, i in zip(axes.flat, order):
+        ax.imshow(np.asarray(images[i]).reshape(28, 28), cmap="gray_r")
+        ax.set_title(
+            f"true {class_names[y_true[i]]}\npred {class_names[y_pred[i]]} "
+            f"{proba[i, y_pred[i]]:.0%}",
+            fontsize=7,
+        )
+    fig.suptitle(f"most confident mistakes ({len(wrong)} in all)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_first_layer(weights: np.ndarray, path, count: int = 64) -> Path:
+    """The first Dense layer's weights, one 28x28 image per hidden unit (blue -, red +)."""
+    plt = require_matplotlib()
+    count = min(count, weights.shape[1])
+    side = math.ceil(math.sqrt(count))
+    fig, axes = plt.subplots(side, side, figsize=(side, side), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for unit, ax in enumerate(axes.flat[:count]):
+        w = weights[:, unit].reshape(28, 28)
+        limit = np.abs(w).max() or 1.0
+        ax.imshow(w, cmap="bwr", vmin=-limit, vmax=limit)
+    fig.suptitle(f"first-layer weights ({count} of {weights.shape[1]} units)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_per_class(cm: np.ndarray, class_names, path) -> Path:
+    """Accuracy (recall) of each class on the test set."""
+    plt = require_matplotlib()
+    accuracy = np.diag(cm) / np.maximum(cm.sum(axis=1), 1)
+    fig, ax = plt.subplots(figsize=(max(6, 0.6 * len(class_names)), 4))
+    bars = ax.bar([str(n) for n in class_names], accuracy * 100, color="tab:blue")
+    ax.bar_label(bars, labels=[f"{a:.1%}" for a in accuracy], fontsize=7)
+    low = max(0.0, accuracy.min() * 100 - 5)
+    ax.set_ylim(low, 100.5)
+    ax.set_ylabel("accuracy %")
+    ax.set_title("per-class accuracy (test set)")
+    plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_samples(images, labels, class_names, path, count: int = 36, title: str = "") -> Path:
+    """A grid of the first ``count`` images with their labels."""
+    plt = require_matplotlib()
+    count = min(count, len(images))
+    side = math.ceil(math.sqrt(count))
+    fig, axes = plt.subplots(side, side, figsize=(1.5 * side, 1.7 * side), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for i, ax in enumerate(axes.flat[:count]):
+        ax.imshow(images[i], cmap="gray_r")
+        ax.set_title(str(class_names[labels[i]]), fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_comparison(runs: dict[str, list[dict]], path) -> Path:
+    """Validation (else training) loss and accuracy of several runs, overlaid."""
+    plt = require_matplotlib()
+    from matplotlib.ticker import MaxNLocator
+
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(11, 4))
+    for name, records in runs.items():
+        epochs = [r["epoch"] for r in records]
+        for key, ax in (("loss", ax_loss), ("accuracy", ax_acc)):
+            prefix = "val_" if any(f"val_{key}" in r for r in records) else ""
+            ax.plot(
+                epochs,
+                [r.get(prefix + key) for r in records],
+                marker="o",
+                label=f"{name} ({'validation' if prefix else 'train'})",
+            )
+    for ax, label in ((ax_loss, "loss"), (ax_acc, "accuracy")):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def make_run_plots(run, data_dir=None, download: bool = True) -> dict[str, Path]:
+    """Every plot of a run folder, written into it; returns name -> path."""
+    from numlp.experiment import load_split
+    from numlp.io import load_model
+    from numlp.layers import Dense
+    from numlp.metrics import confusion_matrix
+
+    run = Path(run)
+    require_matplotlib()
+    records = read_metrics(run)
+    model, header = load_model(run / "model.npz")
+    data, x, y = load_split(header, None, data_dir, download)
+    names = header.get("class_names") or list(data.class_names)
+    proba = model.predict_proba(x)
+    cm = confusion_matrix(y, proba.argmax(axis=1), len(names))
+    paths = {
+        "curves": plot_curves(records, run / PLOT_FILES["curves"], title=run.name),
+        "confusion": plot_confusion(cm, names, run / PLOT_FILES["confusion"]),
+        "mistakes": plot_mistakes(data.x_test, y, proba, names, run / PLOT_FILES["mistakes"]),
+        "per_class": plot_per_class(cm, names, run / PLOT_FILES["per_class"]),
+    }
+    first = next((layer for layer in model.layers if isinstance(layer, Dense)), None)
+    if first is not None and first.in_features == 784:
+        paths["weights"] = plot_first_layer(first.W.value, run / PLOT_FILES["weights"])
+    return paths
+
+
+def html_report(run, out=None) -> Path:
+    """One self-contained HTML page (images embedded as data URIs) with the run's settings,
+    figures and plots. Plots must exist already (see :func:`make_run_plots`)."""
+    from numlp.io import read_header
+
+    run = Path(run)
+    header = read_header(run / "model.npz")
+    training = header.get("training", {})
+    config_text = (run / "config.toml").read_text() if (run / "config.toml").exists() else ""
+    records = read_metrics(run)
+    rows = "".join(
+        f"<tr><th>{html.escape(label)}</th><td>{html.escape(_fmt(training.get(key)))}</td></tr>"
+        for key, label in (
+            ("dataset", "dataset"),
+            ("epochs", "epochs"),
+            ("seconds", "training seconds"),
+            ("test_accuracy", "test accuracy"),
+            ("test_loss", "test loss"),
+            ("val_accuracy", "validation accuracy"),
+            ("train_accuracy", "training accuracy"),
+        )
+    )
+    epoch_rows = "".join(
+        "<tr>"
+        + "".join(
+            f"<td>{html.escape(_fmt(r.get(k)))}</td>"
+            for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+        )
+        + "</tr>"
+        for r in records
+    )
+    figures = []
+    for name, file in PLOT_FILES.items():
+        path = run / file
+        if path.exists():
+            data = base64.b64encode(path.read_bytes()).decode("ascii")
+            figures.append(
+                f'<figure><img alt="{name}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{html.escape(name.replace('_', ' '))}</figcaption></figure>"
+            )
+    page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>numlp run {html.escape(run.name)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+th, td {{ border: 1px solid #ccc; padding: 4px 10px; text-align: right; }}
+th {{ background: #f4f4f4; text-align: left; }}
+pre {{ background: #f8f8f8; padding: 1em; overflow-x: auto; }}
+figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; border: 1px solid #eee; }}
+</style></head>
+<body data-images="{len(figures)}">
+<h1>numlp run <code>{html.escape(run.name)}</code></h1>
+<p>numlp {html.escape(str(header.get("numlp_version")))}; model
+{html.escape(" → ".join(layer["type"] for layer in header["model"]["layers"]))}</p>
+<h2>Results</h2><table>{rows}</table>
+<h2>Per epoch</h2><table><tr><th>epoch</th><th>loss</th><th>accuracy</th><th>val loss</th>
+<th>val accuracy</th><th>lr</th><th>seconds</th></tr>{epoch_rows}</table>
+<h2>Plots</h2>{"".join(figures) or "<p>No plots in this run folder (run numlp plot).</p>"}
+<h2>Configuration</h2><pre>{html.escape(config_text)}</pre>
+<script>
+// Lets a headless browser check that every embedded image decoded.
+window.addEventListener("load", () => {{
+  const loaded = [...document.images].filter(i => i.complete && i.naturalWidth > 0).length;
+  document.body.dataset.loaded = String(loaded);
+}});
+</script>
+</body></html>
+"""
+    out = Path(out) if out else run / "report.html"
+    atomic_write_text(out, page)
+    return out
+
+
+def _fmt(value) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
