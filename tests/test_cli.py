@@ -29,6 +29,7 @@ def run_dir(tmp_path_factory, mnist_path):
             "--out",
             str(out),
             "--no-download",
+            "--no-plots",
         ]
     )
     assert code == 0
@@ -64,6 +65,7 @@ def test_train_prints_one_line_per_epoch_and_the_test_accuracy(mnist_path, tmp_p
             "--out",
             str(tmp_path / "r"),
             "--no-download",
+            "--no-plots",
         ]
     )
     out = capsys.readouterr().out.splitlines()
@@ -89,6 +91,7 @@ def test_flags_override_the_config_file(mnist_path, tmp_path, capsys):
             "--out",
             str(tmp_path / "r"),
             "--no-download",
+            "--no-plots",
         ]
     )
     out = capsys.readouterr().out
