@@ -116,10 +116,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     predict = commands.add_parser(
         "predict",
-        help="classify arrays of images (.npy or IDX)",
-        description="Classify every image in .npy or IDX files: (28, 28), (n, 28, 28) or (n, 784) "
-        "arrays. Integer pixels (0..255) get the model's preprocessing; float arrays are used "
-        "as they are.",
+        help="classify pictures (PNG, JPG...) or arrays of images (.npy, IDX)",
+        description="Classify pictures of digits (PNG/JPG/BMP/GIF...: grayscale, inverted when "
+        "the background is light, cropped to the ink, fitted to 20x20, centred by mass in 28x28, "
+        "as MNIST was made; needs numlp[images]) and every image in .npy or IDX files: (28, 28), "
+        "(n, 28, 28) or (n, 784) arrays. Integer pixels (0..255) get the model's preprocessing; "
+        "float arrays are used as they are. Prints the top classes with probabilities.",
     )
     predict.add_argument("model", type=Path)
     predict.add_argument("files", type=Path, nargs="+", metavar="FILE")
@@ -541,11 +543,21 @@ def cmd_data_import(args) -> int:
 # -- helpers ---------------------------------------------------------------------------------
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
 def _read_array_file(path: Path) -> np.ndarray:
     from numlp.data.idx import IDXError, read_idx
 
     if not path.is_file():
         raise CLIError(f"{path}: no such file")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        from numlp.data.images import to_mnist
+
+        try:
+            return to_mnist(path)  # uint8 (28, 28), prepared the way MNIST was
+        except ImportError as err:
+            raise CLIError(str(err)) from None
     if path.suffix == ".npy":
         try:
             return np.load(path, allow_pickle=False)
