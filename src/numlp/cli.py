@@ -141,6 +141,19 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--opset", type=int, default=17)
     export.set_defaults(handler=cmd_export)
 
+    serve = commands.add_parser(
+        "serve",
+        help="a local web page to draw digits and see the model's answer",
+        description="Serve MODEL at http://HOST:PORT/: a drawing canvas with live predictions, "
+        'POST /predict (PNG/JPEG or JSON {"pixels": 28x28}), GET /health, GET /model. '
+        "Needs numlp[serve].",
+    )
+    serve.add_argument("model", type=Path)
+    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-bytes", type=int, default=2_000_000, help="request size limit")
+    serve.set_defaults(handler=cmd_serve)
+
     plot = commands.add_parser(
         "plot",
         help="draw a run's plots (curves, confusion, mistakes, weights, per class)",
@@ -294,6 +307,17 @@ def _plots_after_training(out: Path, args) -> None:
             f"plots: {', '.join(p.name for p in paths.values())} (numlp report {out} "
             "makes an HTML page)"
         )
+
+
+def cmd_serve(args) -> int:
+    from numlp.serve import serve
+
+    print(f"serving {args.model} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
+    try:
+        serve(args.model, args.host, args.port, args.max_bytes)
+    except ImportError as err:
+        raise CLIError(str(err)) from None
+    return 0
 
 
 def cmd_plot(args) -> int:
