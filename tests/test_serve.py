@@ -91,6 +91,12 @@ def test_predict_a_png_and_a_json_array(client, mnist_arrays):
         (b"definitely not a picture", "image/png", 415, "not an image"),
         (json.dumps({"pixels": [[0] * 27] * 28}).encode(), "application/json", 422, "28x28"),
         (b'{"pixels": [[NaN]]}', "application/json", 422, "shape"),
+        (
+            json.dumps({"pixels": [[float("nan")] * 28] * 28}).encode(),
+            "application/json",
+            422,
+            "NaN",
+        ),
         (json.dumps({"pixels": [[1e9] * 28] * 28}).encode(), "application/json", 422, "0..255"),
         (b"{not json", "application/json", 422, "JSON must be"),
         (png(np.full((40, 40), 255)), "image/png", 422, "no ink"),
