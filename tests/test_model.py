@@ -244,3 +244,13 @@ def test_sigmoid_bce_net_on_a_separable_set_converges_without_nan():
     assert history["loss"][-1] < 0.1
     assert history["accuracy"][-1] > 0.97
     assert np.mean(model.predict(x) == y[:, 0]) > 0.97
+
+
+def test_load_state_dict_with_a_wrong_dtype_in_a_later_layer_changes_nothing():
+    model = Sequential([Dense(4, 3), ReLU(), Dense(3, 2)], seed=0)
+    state = {k: v + 1 for k, v in model.state_dict().items()}
+    state["layers.2.b"] = np.zeros(2, dtype=np.int32)
+    before = model.layers[0].W.value.copy()
+    with pytest.raises(ValueError, match="dtype int32"):
+        model.load_state_dict(state)
+    np.testing.assert_array_equal(model.layers[0].W.value, before)

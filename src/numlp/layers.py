@@ -90,6 +90,9 @@ class Layer:
 
     def astype(self, dtype) -> None:
         """Cast parameters and buffers to ``dtype`` in place (e.g. float64 for gradient checks)."""
+        for p in self.parameters():
+            p.value = p.value.astype(dtype)
+            p.grad = np.zeros_like(p.value)
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
@@ -180,11 +183,6 @@ class Dense(Layer):
 
     def state_dict(self):
         return {"W": self.W.value, "b": self.b.value}
-
-    def astype(self, dtype) -> None:
-        for p in self.parameters():
-            p.value = p.value.astype(dtype)
-            p.grad = np.zeros_like(p.value)
 
 
 class ReLU(Layer):
@@ -390,9 +388,7 @@ class BatchNorm(Layer):
         }
 
     def astype(self, dtype):
-        for p in self.parameters():
-            p.value = p.value.astype(dtype)
-            p.grad = np.zeros_like(p.value)
+        super().astype(dtype)
         self.running_mean = self.running_mean.astype(dtype)
         self.running_var = self.running_var.astype(dtype)
 

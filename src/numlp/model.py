@@ -284,8 +284,11 @@ class Sequential:
                 f"state does not match the model: missing {missing}, unexpected {extra}"
             )
         for key, arr in own.items():  # check everything before changing anything
-            if np.shape(state[key]) != arr.shape:
-                raise ValueError(f"{key}: expected shape {arr.shape}, got {np.shape(state[key])}")
+            new = np.asarray(state[key])
+            if new.shape != arr.shape:
+                raise ValueError(f"{key} has shape {new.shape}, the model's is {arr.shape}")
+            if new.dtype.kind != "f":
+                raise ValueError(f"{key} has dtype {new.dtype}, expected floating point")
         for i, layer in enumerate(self.layers):
             prefix = f"layers.{i}."
             layer.load_state_dict(
