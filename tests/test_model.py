@@ -254,3 +254,28 @@ def test_load_state_dict_with_a_wrong_dtype_in_a_later_layer_changes_nothing():
     with pytest.raises(ValueError, match="dtype int32"):
         model.load_state_dict(state)
     np.testing.assert_array_equal(model.layers[0].W.value, before)
+
+
+def test_mlp_builds_the_usual_stack_with_the_optional_layers():
+    from numlp.model import mlp
+
+    model = mlp((28, 28), (64, 32), 10, "tanh", dropout=0.1, batchnorm=True, seed=0)
+    kinds = [type(layer).__name__ for layer in model.layers]
+    assert kinds == [
+        "Flatten",
+        "Dense",
+        "BatchNorm",
+        "Tanh",
+        "Dropout",
+        "Dense",
+        "BatchNorm",
+        "Tanh",
+        "Dropout",
+        "Dense",
+    ]
+    assert model.input_shape == (28, 28) and model.classes == 10
+    assert [type(layer).__name__ for layer in mlp((5,), (3,), 2).layers] == [
+        "Dense",
+        "ReLU",
+        "Dense",
+    ]

@@ -21,9 +21,8 @@ from numlp.atomic import atomic_write_text
 from numlp.config import TrainConfig, to_toml
 from numlp.data.datasets import load_dataset
 from numlp.io import load_checkpoint, save_model
-from numlp.layers import BatchNorm, Dense, Dropout, Flatten, activation
 from numlp.losses import SoftmaxCrossEntropy
-from numlp.model import Sequential
+from numlp.model import Sequential, mlp
 from numlp.optim import SGD, make_optimizer
 from numlp.schedules import make_schedule
 from numlp.train import Callback, Checkpoint, EpochLogger
@@ -43,19 +42,16 @@ class TrainingInterrupted(Exception):
 
 
 def build_model(config: TrainConfig, input_shape: tuple[int, ...], classes: int) -> Sequential:
-    """``[Flatten]``, per hidden width ``Dense [BatchNorm] activation [Dropout]``, ``Dense``."""
-    layers = [Flatten()] if len(input_shape) > 1 else []
-    width = math.prod(input_shape)
-    for hidden in config.hidden:
-        layers.append(Dense(width, hidden))
-        if config.batchnorm:
-            layers.append(BatchNorm(hidden))
-        layers.append(activation(config.activation))
-        if config.dropout:
-            layers.append(Dropout(config.dropout))
-        width = hidden
-    layers.append(Dense(width, classes))
-    return Sequential(layers, input_shape=input_shape, seed=config.seed)
+    """The MLP ``config`` describes (see :func:`numlp.model.mlp`)."""
+    return mlp(
+        input_shape,
+        config.hidden,
+        classes,
+        config.activation,
+        config.dropout,
+        config.batchnorm,
+        seed=config.seed,
+    )
 
 
 def make_optimizer_for(config: TrainConfig, model: Sequential):

@@ -12,7 +12,18 @@ import math
 import numpy as np
 
 from numlp import init as initializers
-from numlp.layers import LAYERS, BatchNorm, Dense, Dropout, Layer, Softmax, sigmoid, softmax
+from numlp.layers import (
+    LAYERS,
+    BatchNorm,
+    Dense,
+    Dropout,
+    Flatten,
+    Layer,
+    Softmax,
+    activation,
+    sigmoid,
+    softmax,
+)
 from numlp.losses import Loss, SoftmaxCrossEntropy, check_labels
 
 
@@ -315,3 +326,28 @@ class Sequential:
             except TypeError as err:
                 raise ValueError(f"layer {i} ({kind}): bad settings {spec}: {err}") from None
         return cls(layers, input_shape=config.get("input_shape"), seed=0, dtype=dtype)
+
+
+def mlp(
+    input_shape: tuple[int, ...],
+    hidden,
+    classes: int,
+    activation_name: str = "relu",
+    dropout: float = 0.0,
+    batchnorm: bool = False,
+    seed: int | None = None,
+) -> Sequential:
+    """The usual multilayer perceptron: ``[Flatten]`` for image inputs, then for each hidden
+    width ``Dense, [BatchNorm], activation, [Dropout]``, then a ``Dense`` to ``classes`` logits."""
+    layers: list[Layer] = [Flatten()] if len(input_shape) > 1 else []
+    width = math.prod(input_shape)
+    for size in hidden:
+        layers.append(Dense(width, int(size)))
+        if batchnorm:
+            layers.append(BatchNorm(int(size)))
+        layers.append(activation(activation_name))
+        if dropout:
+            layers.append(Dropout(dropout))
+        width = int(size)
+    layers.append(Dense(width, classes))
+    return Sequential(layers, input_shape=input_shape, seed=seed)

@@ -13,9 +13,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from numlp.layers import Dense, Dropout, activation
 from numlp.losses import SoftmaxCrossEntropy
-from numlp.model import Sequential
+from numlp.model import mlp
 from numlp.optim import SGD, make_optimizer
 
 
@@ -122,14 +121,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _build(self, n_features: int) -> None:
         seed = self.random_state if isinstance(self.random_state, int) else None
         self._rng = np.random.default_rng(seed)
-        layers, width = [], n_features
-        for size in self.hidden:
-            layers += [Dense(width, int(size)), activation(self.activation)]
-            if self.dropout:
-                layers.append(Dropout(self.dropout))
-            width = int(size)
-        layers.append(Dense(width, max(len(self.classes_), 2)))
-        self.model_ = Sequential(layers, seed=int(self._rng.integers(2**31)))
+        self.model_ = mlp(
+            (n_features,),
+            self.hidden,
+            max(len(self.classes_), 2),
+            self.activation,
+            self.dropout,
+            seed=int(self._rng.integers(2**31)),
+        )
         kwargs = {"lr": self.lr, "weight_decay": self.weight_decay}
         if self.optimizer == "sgd":
             self.optimizer_ = SGD(self.model_.parameters(), momentum=0.9, **kwargs)
