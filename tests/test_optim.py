@@ -153,3 +153,15 @@ def test_state_saved_mid_run_and_restored_gives_the_same_steps(name):
 def test_bad_hyperparameters_are_refused(build, message):
     with pytest.raises(ValueError, match=message):
         build([param([1.0])])
+
+
+def test_a_norm_passed_to_step_clips_exactly_as_one_computed_there():
+    from numlp.optim import global_grad_norm
+
+    a, b = param([0.0, 0.0]), param([0.0, 0.0])
+    for p in (a, b):
+        p.grad[...] = [30.0, 40.0]
+    SGD([a], lr=1.0, clip_norm=1.0).step()
+    SGD([b], lr=1.0, clip_norm=1.0).step(grad_norm=global_grad_norm([b]))
+    np.testing.assert_array_equal(a.value, b.value)
+    np.testing.assert_allclose(b.value, [-0.6, -0.8])

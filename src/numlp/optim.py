@@ -20,12 +20,14 @@ def global_grad_norm(params: list[Parameter]) -> float:
     return math.sqrt(sum(float(np.vdot(p.grad, p.grad)) for p in params))
 
 
-def clip_grad_norm(params: list[Parameter], max_norm: float) -> float:
+def clip_grad_norm(params: list[Parameter], max_norm: float, norm: float | None = None) -> float:
     """Scale all gradients by one factor so that their global norm is at most ``max_norm``.
 
-    Returns the norm before clipping (useful to watch for exploding gradients).
+    ``norm`` is the current global norm if the caller has it already. Returns the norm before
+    clipping (useful to watch for exploding gradients).
     """
-    norm = global_grad_norm(params)
+    if norm is None:
+        norm = global_grad_norm(params)
     if norm > max_norm:
         scale = max_norm / (norm + 1e-12)
         for p in params:
@@ -88,10 +90,10 @@ class Optimizer:
         # and page-faulted anew on every step otherwise, which costs as much as the update.
         self._scratch: dict[Parameter, np.ndarray] = {}
 
-    def step(self) -> float | None:
-        """Apply one update from the current gradients. Returns the pre-clip gradient norm if
-        clipping is on, else None."""
-        norm = clip_grad_norm(self.params, self.clip_norm) if self.clip_norm else None
+    def step(self, grad_norm: float | None = None) -> float | None:
+        """Apply one update from the current gradients. ``grad_norm``, if the caller computed
+        it, spares clipping a second pass. Returns the pre-clip norm if clipping is on."""
+        norm = clip_grad_norm(self.params, self.clip_norm, grad_norm) if self.clip_norm else None
         self.steps += 1
         for p in self.params:
             grad = p.grad

@@ -522,6 +522,7 @@ def train_step(
             f"the loss became {batch_loss} at step {optimizer.steps + 1}; {advice}"
         )
     model.backward(loss.backward())
+    norm = None
     if max_grad_norm is not None:
         norm = global_grad_norm(optimizer.params)
         if not norm <= max_grad_norm:  # also catches NaN
@@ -529,7 +530,7 @@ def train_step(
                 f"the gradient norm exploded to {norm:.3g} (limit {max_grad_norm:g}) at step "
                 f"{optimizer.steps + 1}; {advice}"
             )
-    optimizer.step()
+    optimizer.step(grad_norm=norm)  # clipping reuses the norm instead of a second pass
     return batch_loss, outputs
 
 
