@@ -54,3 +54,20 @@ def mnist_arrays_raw(mnist_path):
         for prefix in ("train", "t10k")
         for kind, n in (("images", 3), ("labels", 1))
     )
+
+
+def train_argv(mnist_path, out, hidden=16, epochs=1, *extra) -> list[str]:
+    """`numlp train` arguments for a small offline run on the real MNIST files."""
+    return [
+        "train",
+        "--data-dir",
+        str(mnist_path),
+        "--hidden",
+        str(hidden),
+        "--epochs",
+        str(epochs),
+        "--out",
+        str(out),
+        "--no-download",
+        *map(str, extra),
+    ]

@@ -6,6 +6,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import train_argv
 
 from numlp.cli import main
 from numlp.config import load_config
@@ -15,23 +16,7 @@ from numlp.data.idx import write_idx
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory, mnist_path):
     out = tmp_path_factory.mktemp("runs") / "small"
-    code = main(
-        [
-            "train",
-            "--data-dir",
-            str(mnist_path),
-            "--hidden",
-            "64",
-            "--epochs",
-            "2",
-            "--val-split",
-            "0.1",
-            "--out",
-            str(out),
-            "--no-download",
-            "--no-plots",
-        ]
-    )
+    code = main(train_argv(mnist_path, out, 64, 2, "--val-split", "0.1", "--no-plots"))
     assert code == 0
     return out
 
@@ -53,21 +38,7 @@ def test_train_writes_model_metrics_and_a_config_that_reruns(run_dir):
 
 
 def test_train_prints_one_line_per_epoch_and_the_test_accuracy(mnist_path, tmp_path, capsys):
-    code = main(
-        [
-            "train",
-            "--data-dir",
-            str(mnist_path),
-            "--hidden",
-            "32",
-            "--epochs",
-            "1",
-            "--out",
-            str(tmp_path / "r"),
-            "--no-download",
-            "--no-plots",
-        ]
-    )
+    code = main(train_argv(mnist_path, tmp_path / "r", 32, 1, "--no-plots"))
     out = capsys.readouterr().out.splitlines()
     assert code == 0
     assert [line for line in out if line.startswith("epoch ")] == [out[1]]

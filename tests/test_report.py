@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 import pytest
+from conftest import train_argv
 
 from numlp.cli import main
 
@@ -30,24 +31,7 @@ CHROMIUM_FLAGS = [
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, mnist_path):
     out = tmp_path_factory.mktemp("report") / "run"
-    assert (
-        main(
-            [
-                "train",
-                "--data-dir",
-                str(mnist_path),
-                "--hidden",
-                "32",
-                "--epochs",
-                "2",
-                "--out",
-                str(out),
-                "--no-download",
-                "--quiet",
-            ]
-        )
-        == 0
-    )
+    assert main(train_argv(mnist_path, out, 32, 2, "--quiet")) == 0
     return out
 
 
@@ -141,17 +125,7 @@ def test_non_tty_output_has_exactly_one_line_per_epoch(mnist_path, tmp_path):
             sys.executable,
             "-m",
             "numlp.cli",
-            "train",
-            "--data-dir",
-            str(mnist_path),
-            "--hidden",
-            "16",
-            "--epochs",
-            "3",
-            "--out",
-            str(tmp_path / "r"),
-            "--no-download",
-            "--no-plots",
+            *train_argv(mnist_path, tmp_path / "r", 16, 3, "--no-plots"),
         ],
         capture_output=True,
         text=True,
@@ -174,16 +148,7 @@ def test_without_matplotlib_training_works_and_says_how_to_get_plots(mnist_path,
             sys.executable,
             "-c",
             code,
-            "train",
-            "--data-dir",
-            str(mnist_path),
-            "--hidden",
-            "16",
-            "--epochs",
-            "1",
-            "--out",
-            str(tmp_path / "r"),
-            "--no-download",
+            *train_argv(mnist_path, tmp_path / "r"),
         ],
         capture_output=True,
         text=True,
@@ -196,25 +161,7 @@ def test_without_matplotlib_training_works_and_says_how_to_get_plots(mnist_path,
 
 def test_compare_tabulates_runs_and_overlays_their_curves(run, tmp_path, mnist_path, capsys):
     other = tmp_path / "other"
-    assert (
-        main(
-            [
-                "train",
-                "--data-dir",
-                str(mnist_path),
-                "--hidden",
-                "16",
-                "--epochs",
-                "1",
-                "--out",
-                str(other),
-                "--no-download",
-                "--quiet",
-                "--no-plots",
-            ]
-        )
-        == 0
-    )
+    assert main(train_argv(mnist_path, other, 16, 1, "--quiet", "--no-plots")) == 0
     capsys.readouterr()
     out = tmp_path / "compare.png"
     assert main(["compare", str(run), str(other), "--out", str(out)]) == 0

@@ -12,6 +12,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import train_argv
 
 TRAIN = ["--hidden", "48", "--epochs", "3", "--dropout", "0.2", "--seed", "5", "--no-download"]
 
@@ -128,18 +129,7 @@ def test_sigint_saves_says_how_to_resume_exits_130_and_resumes_exactly(
 
 def test_resume_refuses_changed_settings(tmp_path, mnist_path):
     run = tmp_path / "run"
-    first = numlp(
-        "train",
-        "--data-dir",
-        mnist_path,
-        "--out",
-        run,
-        "--hidden",
-        "8",
-        "--epochs",
-        "1",
-        "--no-download",
-    )
+    first = numlp(*train_argv(mnist_path, run, 8, 1))
     assert first.wait(timeout=120) == 0
     changed = numlp("train", "--resume", run, "--lr", "0.5")
     _, err = changed.communicate(timeout=60)
