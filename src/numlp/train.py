@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -189,25 +190,52 @@ class BatchStream:
     (about ``block_bytes``) into buffers allocated once, and batches are views of them. This
     keeps the gather large and contiguous (no per-batch fancy indexing) without a full-size
     shuffled copy of the data. Each batch is valid until the next one is requested.
+
+    With ``augment`` (a callable ``augment(images, rng, out=images)``, such as
+    :class:`numlp.data.augment.Augment`), every block is distorted after it is gathered, on a
+    background thread that prepares the next block while the current one trains (two buffers
+    take turns). Each block's random draws come from its own generator, seeded by
+    ``(augment_key, epoch, first row)``, so the images are the same whatever the thread timing
+    and an epoch resumed half-way sees exactly what it would have seen.
     """
 
-    def __init__(self, x, y, index, batch_size, rng, shuffle=True, block_bytes=16 << 20):
+    def __init__(
+        self,
+        x,
+        y,
+        index,
+        batch_size,
+        rng,
+        shuffle=True,
+        block_bytes=16 << 20,
+        augment=None,
+        augment_key: int = 0,
+    ):
         self.x, self.y, self.index = x, y, index
         self.batch_size, self.rng, self.shuffle = batch_size, rng, shuffle
-        self.contiguous = not shuffle and len(index) == len(x)  # x itself, in order
+        self.augment, self.augment_key = augment, augment_key
+        self.contiguous = not shuffle and len(index) == len(x) and augment is None
+        if augment is not None:
+            block_bytes = min(block_bytes, 2 << 20)  # small blocks: little wait at epoch start
         row_bytes = max(x[0].nbytes if len(x) else 1, 1)
         per_block = max(1, block_bytes // (row_bytes * batch_size)) * batch_size
         self.block = min(per_block, len(index))
         if not self.contiguous:
-            self.x_buffer = np.empty((self.block, *x.shape[1:]), dtype=x.dtype)
-            self.y_buffer = np.empty((self.block, *y.shape[1:]), dtype=y.dtype)
+            slots = 2 if augment is not None else 1
+            self.x_buffers = [
+                np.empty((self.block, *x.shape[1:]), dtype=x.dtype) for _ in range(slots)
+            ]
+            self.y_buffers = [
+                np.empty((self.block, *y.shape[1:]), dtype=y.dtype) for _ in range(slots)
+            ]
 
     def __len__(self) -> int:
         return math.ceil(len(self.index) / self.batch_size)
 
-    def epoch(self, skip: int = 0):
+    def epoch(self, skip: int = 0, epoch: int = 0):
         """Yield ``(xb, yb)`` for one pass over the data, leaving out the first ``skip`` batches
-        (to resume an epoch: the order is drawn as usual, so what follows is the same)."""
+        (to resume an epoch: the order is drawn as usual, so what follows is the same).
+        ``epoch`` (1, 2, ...) seeds the augmentation."""
         first_row = skip * self.batch_size
         if self.contiguous:
             for start in range(first_row, len(self.x), self.batch_size):
@@ -217,14 +245,36 @@ class BatchStream:
                 )
             return
         order = self.index[self.rng.permutation(len(self.index))] if self.shuffle else self.index
-        for block_start in range(first_row - first_row % self.block, len(order), self.block):
+        starts = range(first_row - first_row % self.block, len(order), self.block)
+
+        def prepare(number: int):
+            block_start = starts[number]
             rows = order[block_start : block_start + self.block]
-            xs, ys = self.x_buffer[: len(rows)], self.y_buffer[: len(rows)]
+            slot = number % len(self.x_buffers)
+            xs, ys = self.x_buffers[slot][: len(rows)], self.y_buffers[slot][: len(rows)]
             # mode="clip" matters: with the default "raise", np.take buffers `out` (30x slower).
             np.take(self.x, rows, axis=0, out=xs, mode="clip")
             np.take(self.y, rows, axis=0, out=ys, mode="clip")
-            for start in range(max(first_row - block_start, 0), len(rows), self.batch_size):
+            if self.augment is not None:
+                seed = np.random.SeedSequence([self.augment_key, epoch, block_start])
+                self.augment(xs, np.random.default_rng(seed), out=xs)
+            return block_start, xs, ys
+
+        def batches_of(block_start, xs, ys):
+            for start in range(max(first_row - block_start, 0), len(xs), self.batch_size):
                 yield xs[start : start + self.batch_size], ys[start : start + self.batch_size]
+
+        if self.augment is None:
+            for number in range(len(starts)):
+                yield from batches_of(*prepare(number))
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="numlp-augment") as worker:
+            pending = worker.submit(prepare, 0)
+            for number in range(len(starts)):
+                block = pending.result()
+                if number + 1 < len(starts):  # the other buffer, while this one trains
+                    pending = worker.submit(prepare, number + 1)
+                yield from batches_of(*block)
 
 
 def fit(
@@ -245,6 +295,7 @@ def fit(
     verbose: bool = False,
     resume: dict | None = None,
     max_grad_norm: float | None = MAX_GRAD_NORM,
+    augment: Callable | None = None,
 ) -> History:
     """Train ``model`` on ``x: (samples, *input_shape)`` and ``y`` (class ids for cross-entropy).
 
@@ -276,6 +327,12 @@ def fit(
     max_grad_norm : float or None
         Stop with :class:`TrainingDiverged` when the global gradient norm exceeds this (or is
         not finite), before the step is applied; None turns the check off.
+    augment : callable, optional
+        ``augment(images, rng, out=images)`` distorts a block of training images ``(batch,
+        height, width)`` in place, e.g. :class:`numlp.data.augment.Augment`. It runs on a
+        background thread, ahead of training; validation data are never augmented. Its
+        random draws follow from ``seed`` (or from a key kept in the training state), so
+        seeded runs and resumed runs are reproducible.
 
     Returns
     -------
@@ -305,6 +362,11 @@ def fit(
     rng = np.random.default_rng(seed)
 
     x, y = _check_data(model, x, y, loss, "x")
+    if augment is not None and x.ndim != 3:
+        raise ValueError(
+            f"augmentation works on images (samples, height, width), but x has shape {x.shape}; "
+            "reshape it, e.g. x.reshape(-1, 28, 28), and start the model with Flatten()"
+        )
     if validation_data is not None and validation_split:
         raise ValueError("give validation_data or validation_split, not both")
     index = np.arange(len(x))
@@ -327,7 +389,14 @@ def fit(
         layer.rng = rng.spawn(1)[0]
 
     n = len(index)
-    batches = BatchStream(x, y, index, batch_size, rng, shuffle)
+    # The augmentation key is not drawn from rng, so that runs without augmentation keep
+    # exactly the random stream they always had.
+    augment_key = seed if seed is not None else int(np.random.SeedSequence().entropy % 2**63)
+    if resume is not None and resume.get("augment_key") is not None:
+        augment_key = int(resume["augment_key"])
+    batches = BatchStream(
+        x, y, index, batch_size, rng, shuffle, augment=augment, augment_key=augment_key
+    )
     context = TrainingContext(model, optimizer, loss, schedule, epochs, len(batches), n)
     history = context.history
     # Where the loop is; a snapshot of this plus the arrays is a checkpoint.
@@ -350,6 +419,7 @@ def fit(
             "dropout_rngs": [layer.rng.bit_generator.state for layer in dropouts],
             "history": history.records,
             "optimizer_steps": optimizer.steps,
+            "augment_key": augment_key if augment is not None else None,
         }
 
     context.snapshot = snapshot
@@ -370,7 +440,7 @@ def fit(
                 rng.bit_generator.state = position["rng_epoch_start"]
             else:
                 position["rng_epoch_start"] = rng.bit_generator.state
-            for xb, yb in batches.epoch(skip):
+            for xb, yb in batches.epoch(skip, epoch):
                 if schedule is not None:
                     optimizer.lr = schedule(optimizer.steps)
                 batch_loss, outputs = train_step(model, loss, optimizer, xb, yb, max_grad_norm)

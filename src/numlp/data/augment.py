@@ -1,0 +1,265 @@
+"""On-the-fly data augmentation for image batches, vectorized over the batch in NumPy.
+
+Every transform here moves pixels: it computes, for each output pixel of each image, the point
+of the source image it comes from, then samples the source there by bilinear interpolation
+(zero outside the image, which is the background of MNIST-like data). A random affine map
+(shift, rotation, scale, shear) and an elastic distortion (Simard, Steinkraus & Platt 2003,
+"Best practices for convolutional neural networks applied to visual document analysis") are
+composed into one field of source coordinates, so an image is resampled once, not twice.
+
+Shapes: ``images: (batch, height, width)`` float in [0, 1]; the output has the same shape,
+dtype and range (bilinear weights are a convex combination, so nothing leaves [0, 1]).
+Rows are ``y`` (down) and columns ``x`` (right); a positive shift moves the content down/right.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Random distortions applied to each training image, a fresh draw for every image.
+
+    Parameters
+    ----------
+    shift : float
+        Largest translation in pixels, drawn uniformly in ``[-shift, shift]`` on each axis.
+    rotation : float
+        Largest rotation in degrees, uniform in ``[-rotation, rotation]``.
+    scale : float
+        Relative zoom: the factor is uniform in ``[1 - scale, 1 + scale]`` (same on both axes).
+    shear : float
+        Largest shear angle in degrees (horizontal shear), uniform in ``[-shear, shear]``.
+    elastic_alpha : float
+        Strength of the elastic distortion in pixels (0 turns it off). Simard et al. used 34
+        with ``elastic_sigma`` 4 on 28x28 digits; smaller values (8-16) are gentler.
+    elastic_sigma : float
+        Smoothness of the elastic displacement field: the standard deviation, in pixels, of
+        the Gaussian that smooths white noise into it.
+    chunk : int
+        Images processed at a time, so that the temporaries stay in the CPU caches.
+    """
+
+    shift: float = 0.0
+    rotation: float = 0.0
+    scale: float = 0.0
+    shear: float = 0.0
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 4.0
+    chunk: int = 256
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"Augment: {f.name} must be a number >= 0, got {value!r}")
+        if self.scale >= 1:
+            raise ValueError(
+                f"Augment: scale must be below 1 (a zoom factor > 0), got {self.scale}"
+            )
+        if self.rotation > 180 or self.shear >= 90:
+            raise ValueError("Augment: rotation must be <= 180 degrees and shear < 90 degrees")
+        if self.elastic_alpha and self.elastic_sigma <= 0:
+            raise ValueError("Augment: elastic_sigma must be > 0 when elastic_alpha is set")
+        if self.chunk < 1:
+            raise ValueError("Augment: chunk must be a positive integer")
+
+    @property
+    def active(self) -> bool:
+        """Whether this changes anything at all (all-zero settings are the identity)."""
+        return any((self.shift, self.rotation, self.scale, self.shear, self.elastic_alpha))
+
+    def config(self) -> dict:
+        return {k: v for k, v in asdict(self).items() if k != "chunk"}
+
+    def __call__(
+        self, images: np.ndarray, rng: np.random.Generator, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Distort ``images: (batch, height, width)``; returns ``out`` (a new array if None).
+
+        ``out`` may be ``images`` itself: each chunk is read fully before it is written.
+        """
+        images = np.asarray(images)
+        if images.ndim != 3:
+            raise ValueError(
+                f"Augment expects images of shape (batch, height, width), got {images.shape}; "
+                "reshape flat inputs, e.g. x.reshape(-1, 28, 28)"
+            )
+        if out is None:
+            out = np.empty_like(images)
+        if not self.active:
+            out[...] = images
+            return out
+        batch, height, width = images.shape
+        for start in range(0, batch, self.chunk):
+            part = images[start : start + self.chunk]
+            n = len(part)
+            rows, cols = affine_coordinates(
+                random_affine(n, rng, self.rotation, self.scale, self.shear),
+                rng.uniform(-self.shift, self.shift, size=(n, 2)) if self.shift else None,
+                (height, width),
+                n,
+            )
+            if self.elastic_alpha:
+                d_rows, d_cols = elastic_displacements(
+                    n, (height, width), rng, self.elastic_alpha, self.elastic_sigma
+                )
+                rows += d_rows
+                cols += d_cols
+            out[start : start + n] = sample_bilinear(part, rows, cols)
+        return out
+
+
+def random_affine(
+    batch: int, rng: np.random.Generator, rotation=0.0, scale=0.0, shear=0.0
+) -> np.ndarray | None:
+    """``(batch, 2, 2)`` linear maps (in ``(row, col)`` coordinates): shear, then scale, then
+    rotate, with angles in degrees drawn uniformly up to the given limits (positive angles
+    turn counter-clockwise on screen). None if all are 0."""
+    if not (rotation or scale or shear):
+        return None
+    theta = np.radians(rng.uniform(-rotation, rotation, batch)) if rotation else np.zeros(batch)
+    zoom = rng.uniform(1 - scale, 1 + scale, batch) if scale else np.ones(batch)
+    slant = np.tan(np.radians(rng.uniform(-shear, shear, batch))) if shear else np.zeros(batch)
+    cos, sin = np.cos(theta), np.sin(theta)
+    # Positive angles turn counter-clockwise on screen, as np.rot90 and PIL do. Rows grow
+    # downwards, so in (row, col) that is [[cos, -sin], [sin, cos]]: right (0, 1) goes up.
+    rotate = np.stack([np.stack([cos, -sin], -1), np.stack([sin, cos], -1)], -2)
+    # Horizontal shear: x' = x + slant * y, y' = y.
+    shear_map = np.zeros((batch, 2, 2))
+    shear_map[:, 0, 0] = 1
+    shear_map[:, 1, 1] = 1
+    shear_map[:, 1, 0] = slant
+    return zoom[:, None, None] * (rotate @ shear_map)
+
+
+def affine_coordinates(matrices, shifts, shape: tuple[int, int], batch: int | None = None):
+    """Source coordinates ``(rows, cols)``, each ``(batch, height, width)`` float32, that make
+    the output ``out = A (src - centre) + centre + shift``: for each output pixel, where in the
+    source image to sample. ``matrices: (batch, 2, 2)`` or None (identity); ``shifts:
+    (batch, 2)`` in pixels ``(down, right)`` or None (no shift); ``batch`` is needed only when
+    both are None."""
+    height, width = shape
+    if batch is None:
+        batch = len(matrices) if matrices is not None else len(shifts)
+    centre_row, centre_col = (height - 1) / 2, (width - 1) / 2
+    # Output pixels relative to the centre, minus the shift: (., height, 1) and (., 1, width).
+    dy = np.arange(height, dtype=np.float32)[None, :, None] - np.float32(centre_row)
+    dx = np.arange(width, dtype=np.float32)[None, None, :] - np.float32(centre_col)
+    if shifts is not None:
+        shifts = np.asarray(shifts, dtype=np.float32)
+        dy = dy - shifts[:, 0, None, None]
+        dx = dx - shifts[:, 1, None, None]
+    if matrices is None:
+        rows = np.broadcast_to(dy + np.float32(centre_row), (batch, height, width)).copy()
+        cols = np.broadcast_to(dx + np.float32(centre_col), (batch, height, width)).copy()
+        return rows, cols
+    inv = np.linalg.inv(matrices).astype(np.float32)[:, :, :, None, None]  # src - centre = A^-1 d
+    rows = inv[:, 0, 0] * dy + inv[:, 0, 1] * dx
+    rows += np.float32(centre_row)
+    cols = inv[:, 1, 0] * dy + inv[:, 1, 1] * dx
+    cols += np.float32(centre_col)
+    return rows, cols
+
+
+def gaussian_blur_matrix(size: int, sigma: float) -> np.ndarray:
+    """``(size, size)`` matrix ``G`` such that ``G @ v`` is ``v`` smoothed by a Gaussian of
+    standard deviation ``sigma`` (truncated at 4 sigma, edges reflected as scipy's
+    ``gaussian_filter`` does), so that smoothing a stack of fields is two matrix products."""
+    radius = max(1, int(4 * sigma + 0.5))
+    offsets = np.arange(-radius, radius + 1)
+    kernel = np.exp(-0.5 * (offsets / sigma) ** 2)
+    kernel /= kernel.sum()
+    matrix = np.zeros((size, size))
+    for i in range(size):
+        for offset, weight in zip(offsets, kernel):
+            j = i + offset
+            # Reflect about the edge ("d c b a | a b c d | d c b a"), repeatedly if needed.
+            period = 2 * size
+            j %= period
+            if j >= size:
+                j = period - 1 - j
+            matrix[i, j] += weight
+    return matrix
+
+
+_BASIS_CACHE: dict[tuple[int, float], np.ndarray] = {}
+
+
+def smoothing_basis(size: int, sigma: float, tolerance: float = 1e-3) -> np.ndarray:
+    """``(size, k)`` matrix ``B = U_k S_k`` from the SVD ``G = U S V^T`` of
+    :func:`gaussian_blur_matrix`, keeping the singular values above ``tolerance`` times the
+    largest (k = 9 of 28 for sigma 4: a Gaussian blur keeps only low frequencies)."""
+    key = (size, float(sigma))
+    if key not in _BASIS_CACHE:
+        u, s, _ = np.linalg.svd(gaussian_blur_matrix(size, sigma))
+        k = int(np.sum(s > s[0] * tolerance))
+        _BASIS_CACHE[key] = (u[:, :k] * s[:k]).astype(np.float32)
+    return _BASIS_CACHE[key]
+
+
+def elastic_displacements(batch, shape, rng: np.random.Generator, alpha: float, sigma: float):
+    """Random smooth displacement fields ``(d_rows, d_cols)``, each ``(batch, height, width)``
+    float32: white noise smoothed by a Gaussian of ``sigma`` pixels, times ``alpha`` (Simard
+    et al. 2003, who smoothed uniform noise in [-1, 1]).
+
+    Smoothing is linear: ``G N G^T`` for the noise ``N``. With ``G = U S V^T`` and Gaussian
+    noise of variance 1/3 (that of Simard's uniform noise), ``V^T N V`` is again such noise,
+    so ``U S Z S U^T`` with a fresh ``Z`` has exactly the same distribution; and as ``S``
+    falls off fast, only its top k x k block matters. This draws 2 * k * k numbers per image
+    instead of 2 * height * width (the covariance differs from the full blur by < 1e-7).
+    """
+    height, width = shape
+    basis_rows = smoothing_basis(height, sigma)  # (height, k_rows)
+    basis_cols = smoothing_basis(width, sigma)  # (width, k_cols)
+    k_rows, k_cols = basis_rows.shape[1], basis_cols.shape[1]
+    z = rng.standard_normal(size=(2 * batch, k_rows, k_cols), dtype=np.float32)
+    z *= np.float32(alpha / math.sqrt(3))
+    # B_r Z B_c^T for the whole stack as two matrix products.
+    half = (z.reshape(-1, k_cols) @ basis_cols.T).reshape(2 * batch, k_rows, width)
+    fields = basis_rows @ half  # (height, k_rows) @ (2 * batch, k_rows, width)
+    return fields[:batch], fields[batch:]
+
+
+def sample_bilinear(images: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """``images: (batch, height, width)`` sampled at fractional ``(rows, cols)``, each
+    ``(batch, out_height, out_width)``, by bilinear interpolation; zero outside the image.
+
+    The images are padded with a border of zeros, the coordinates clipped into that border,
+    and the four neighbours gathered with one flat ``take`` each.
+    """
+    batch, height, width = images.shape
+    padded = np.zeros((batch, height + 2, width + 2), dtype=np.float32)
+    padded[:, 1:-1, 1:-1] = images
+    # -1 and height/width are the zero border: anything farther out samples zeros too.
+    r = np.clip(rows, -1, height, dtype=np.float32)
+    c = np.clip(cols, -1, width, dtype=np.float32)
+    r0 = np.minimum(np.floor(r), height - 1)
+    c0 = np.minimum(np.floor(c), width - 1)
+    fr = r - r0
+    fc = c - c0
+    stride = width + 2
+    base = (np.arange(batch, dtype=np.intp) * ((height + 2) * stride))[:, None, None]
+    top_left = base + (r0.astype(np.intp) + 1) * stride + (c0.astype(np.intp) + 1)
+    flat = padded.reshape(-1)
+    v00 = flat.take(top_left)
+    v01 = flat.take(top_left + 1)
+    v10 = flat.take(top_left + stride)
+    v11 = flat.take(top_left + stride + 1)
+    top = v00 + fc * (v01 - v00)
+    bottom = v10 + fc * (v11 - v10)
+    out = top + fr * (bottom - top)
+    return out.astype(images.dtype, copy=False)
+
+
+def from_config(settings: dict | None) -> Augment | None:
+    """An :class:`Augment` from a settings dict (as stored in configs and model files), or None
+    when there is nothing to do."""
+    if not settings:
+        return None
+    augment = Augment(**settings)
+    return augment if augment.active else None
