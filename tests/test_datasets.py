@@ -1,10 +1,18 @@
 """Dataset lookup order, content verification, and the offline message."""
 
+import dataclasses
 import shutil
 
 import pytest
 
-from numlp.data.datasets import DataError, load_dataset, locate, not_found_message, search_dirs
+from numlp.data.datasets import (
+    DATASETS,
+    DataError,
+    load_dataset,
+    locate,
+    not_found_message,
+    search_dirs,
+)
 from numlp.data.idx import read_idx, write_idx
 
 
@@ -96,3 +104,16 @@ def test_unknown_dataset_lists_the_known_ones(isolated):
 def test_mnist_files_asked_for_as_kmnist_are_named_for_what_they_are(isolated, mnist_path):
     with pytest.raises(DataError, match="its content is mnist"):
         load_dataset("kmnist", data_dir=mnist_path, download=False)
+
+
+def test_a_searched_folder_of_another_dataset_is_passed_over(isolated, mnist_path, monkeypatch):
+    # NUMLP_DATA set for MNIST (as the README suggests) must not hide Fashion-MNIST elsewhere.
+    monkeypatch.setenv("NUMLP_DATA", str(mnist_path))
+    system = isolated / "system" / "fashion-mnist"
+    info = dataclasses.replace(DATASETS["fashion-mnist"], system_dirs=(str(system),))
+    monkeypatch.setitem(DATASETS, "fashion-mnist", info)
+    assert locate("mnist") == ("$NUMLP_DATA", mnist_path)
+    assert locate("fashion-mnist") is None
+    assert locate("kmnist") is None
+    with pytest.raises(DataError, match="were not found"):
+        load_dataset("fashion-mnist", download=False)

@@ -227,11 +227,33 @@ def find_file(folder: Path, file: FileInfo) -> Path | None:
 
 
 def locate(name: str, data_dir=None) -> tuple[str, Path] | None:
-    """The first searched folder that holds all four files, with its origin; None if none does."""
+    """The first searched folder that holds all four files, with its origin; None if none does.
+
+    A folder found by searching (not one given as ``data_dir``) whose files belong to another
+    known dataset is passed over: ``NUMLP_DATA`` pointing at MNIST must not hide the
+    Fashion-MNIST that a package manager installed.
+    """
     info = dataset_info(name)
     for origin, folder in search_dirs(name, data_dir):
         if all(find_file(folder, f) for f in info.files.values()):
+            if origin != "--data-dir" and _owner(folder) not in (None, name):
+                continue
             return origin, folder
+    return None
+
+
+def _owner(folder: Path) -> str | None:
+    """The known dataset whose training labels ``folder`` holds (small: 60 kB), or None."""
+    labels = DATASETS["mnist"].files["train_labels"]  # every dataset uses the same file name
+    path = find_file(folder, labels)
+    try:
+        _, sha = read_idx(path, with_sha256=True)
+    except (IDXError, OSError):
+        return None  # damaged: let loading report it
+    for info in DATASETS.values():
+        file = info.files["train_labels"]
+        if sha == expected_content_hash(file, folder) or _gz_matches(path, file):
+            return info.name
     return None
 
 
