@@ -114,6 +114,17 @@ def test_a_shear_slants_a_vertical_bar_by_its_tangent():
     np.testing.assert_allclose(centres, 13.5 + slant * (rows - 13.5), atol=0.02)
 
 
+def test_flip_mirrors_left_and_right_and_composes_with_a_shift(digits):
+    rng = np.random.default_rng(0)
+    np.testing.assert_array_equal(Augment(flip=1.0)(digits, rng), digits[:, :, ::-1])
+    half = Augment(flip=0.5)(digits, rng)
+    mirrored = np.all(half == digits[:, :, ::-1], axis=(1, 2))
+    assert 0.3 < mirrored.mean() < 0.7
+    assert np.all(mirrored | np.all(half == digits, axis=(1, 2)))
+    both = Augment(flip=1.0, shift=2)(digits, np.random.default_rng(1))
+    np.testing.assert_allclose(both.sum(axis=(1, 2)), digits.sum(axis=(1, 2)), rtol=1e-5)
+
+
 def test_random_distortions_stay_in_range_and_follow_the_generator(digits):
     augment = Augment(shift=2, rotation=15, scale=0.15, shear=10, elastic_alpha=20, chunk=64)
     out = augment(digits, np.random.default_rng(1))
@@ -189,6 +200,7 @@ def test_elastic_distortion_moves_ink_no_farther_than_its_displacement_field(dig
         ({"scale": 1.0}, "scale must be below 1"),
         ({"shear": 95}, "shear < 90"),
         ({"elastic_alpha": 5, "elastic_sigma": 0}, "elastic_sigma must be > 0"),
+        ({"flip": 1.5}, "flip is a probability"),
     ],
 )
 def test_bad_settings_are_refused_with_the_reason(settings, message):

@@ -2,7 +2,14 @@
 
 import pytest
 
-from numlp.config import TrainConfig, load_config, to_toml
+from numlp.config import (
+    TrainConfig,
+    load_config,
+    preset_description,
+    preset_names,
+    preset_path,
+    to_toml,
+)
 
 
 def test_written_config_reads_back_identically(tmp_path):
@@ -42,3 +49,43 @@ def test_updated_ignores_none_and_validates():
     assert config.epochs == TrainConfig().epochs and config.lr == 0.5
     with pytest.raises(ValueError, match="dropout"):
         TrainConfig().updated(dropout=1.5)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("shift = -2.0", "shift must be a number >= 0"),
+        ("scale = 1.5", "scale must be below 1"),
+        ("elastic_alpha = 8.0\nelastic_sigma = 0.0", "elastic_sigma must be > 0"),
+    ],
+)
+def test_bad_augmentation_settings_are_refused(tmp_path, text, message):
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_config(path)
+
+
+def test_the_fast_preset_is_the_default():
+    assert load_config(preset_path("fast")) == TrainConfig()
+
+
+def test_every_preset_loads_and_says_what_it_is_for():
+    names = preset_names()
+    assert {"fast", "best", "fashion", "kmnist"} <= set(names)
+    for name in names:
+        config = load_config(preset_path(name))
+        assert config.validate() is config
+        assert preset_description(name).startswith(name + ":")
+
+
+def test_the_best_and_dataset_presets_augment_and_name_their_dataset():
+    best = load_config(preset_path("best"))
+    assert best.dataset == "mnist" and any(best.augment_settings().values())
+    assert load_config(preset_path("fashion")).dataset == "fashion-mnist"
+    assert load_config(preset_path("kmnist")).dataset == "kmnist"
+
+
+def test_an_unknown_preset_lists_the_known_ones():
+    with pytest.raises(ValueError, match="unknown preset 'huge'; choose one of .*best.*fast"):
+        preset_path("huge")

@@ -60,6 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     train.add_argument("--config", type=Path, help="TOML file of settings (keys as the flags)")
+    train.add_argument(
+        "--preset",
+        metavar="NAME",
+        help="a recipe shipped with numlp: fast (the default), best (99 %% MNIST), fashion, "
+        "kmnist; `numlp presets` lists them and shows their files",
+    )
     train.add_argument("--dataset", choices=list(DATASETS), help=f"default {defaults.dataset}")
     train.add_argument("--data-dir", type=Path, help="folder holding the dataset's IDX files")
     train.add_argument("--hidden", type=_int_list, help="hidden layer widths, default 512,256")
@@ -89,6 +95,22 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"fraction of the training data held out, default {defaults.val_split}",
     )
     train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
+    augment = train.add_argument_group(
+        "augmentation", "random distortions of every training image, drawn afresh each epoch"
+    )
+    augment.add_argument("--shift", type=float, help="largest shift in pixels, default 0")
+    augment.add_argument("--rotation", type=float, help="largest rotation in degrees, default 0")
+    augment.add_argument("--scale", type=float, help="zoom in [1-S, 1+S], default 0")
+    augment.add_argument("--shear", type=float, help="largest shear in degrees, default 0")
+    augment.add_argument(
+        "--elastic-alpha", type=float, help="elastic distortion strength in pixels, default 0"
+    )
+    augment.add_argument(
+        "--elastic-sigma", type=float, help="elastic field smoothness in pixels, default 4"
+    )
+    augment.add_argument(
+        "--flip", type=float, help="probability of a left-right mirror image, default 0"
+    )
     train.add_argument("--out", type=Path, help="run folder, default runs/DATASET-TIMESTAMP")
     train.add_argument("--overwrite", action="store_true", help="reuse a run folder that has files")
     train.add_argument(
@@ -101,6 +123,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="print only the final line")
     train.add_argument("--no-plots", action="store_true", help="do not draw plots at the end")
     train.set_defaults(handler=cmd_train)
+
+    presets = commands.add_parser(
+        "presets",
+        help="list the training presets, or print one",
+        description="The recipes `numlp train --preset NAME` uses. Each is a TOML config file; "
+        "print one with --show NAME, edit it and pass it to `numlp train --config`.",
+    )
+    presets.add_argument("--show", metavar="NAME", help="print this preset's file")
+    presets.set_defaults(handler=cmd_presets)
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -226,37 +257,17 @@ def build_parser() -> argparse.ArgumentParser:
 # -- commands --------------------------------------------------------------------------------
 
 
-TRAIN_SETTINGS = (
-    "dataset",
-    "hidden",
-    "activation",
-    "dropout",
-    "batchnorm",
-    "optimizer",
-    "lr",
-    "momentum",
-    "weight_decay",
-    "schedule",
-    "warmup_epochs",
-    "label_smoothing",
-    "clip_norm",
-    "batch_size",
-    "epochs",
-    "val_split",
-    "seed",
-)
-
-
 def cmd_train(args) -> int:
-    from numlp.config import TrainConfig, load_config
+    from numlp.config import FIELDS, TrainConfig, load_config, preset_path
     from numlp.experiment import TrainingInterrupted, run_training
     from numlp.train import TrainingDiverged
 
-    overrides = {key: getattr(args, key) for key in TRAIN_SETTINGS}
+    overrides = {key: getattr(args, key) for key in FIELDS}
     if args.resume:
         others = [k for k, v in overrides.items() if v is not None and k != "epochs"]
-        if others or args.config or args.out:
-            named = ", ".join("--" + k.replace("_", "-") for k in others) or "--config/--out"
+        if others or args.config or args.out or args.preset:
+            named = ", ".join("--" + k.replace("_", "-") for k in others)
+            named = named or "--config/--preset/--out"
             raise CLIError(
                 f"--resume continues a run as it was: {named} cannot be given with it "
                 "(only --epochs)"
@@ -264,7 +275,10 @@ def cmd_train(args) -> int:
         out = args.resume
         config = load_config(out / "config.toml").updated(epochs=args.epochs)
     else:
-        config = load_config(args.config) if args.config else TrainConfig()
+        if args.config and args.preset:
+            raise CLIError("give --preset or --config, not both (a preset is a config file)")
+        source = preset_path(args.preset) if args.preset else args.config
+        config = load_config(source) if source else TrainConfig()
         config = config.updated(**overrides)
         out = args.out or Path("runs") / f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
     try:
@@ -291,6 +305,18 @@ def cmd_train(args) -> int:
         raise CLIError(f"training diverged: {err}{kept}") from None
     if not args.no_plots:
         _plots_after_training(out, args)
+    return 0
+
+
+def cmd_presets(args) -> int:
+    from numlp.config import preset_description, preset_names, preset_path
+
+    if args.show:
+        print(preset_path(args.show).read_text(encoding="utf-8"), end="")
+        return 0
+    for name in preset_names():
+        print(f"{name:<9} {preset_description(name)}")
+    print(f"\nfiles in {preset_path(preset_names()[0]).parent}; `numlp presets --show NAME`")
     return 0
 
 

@@ -1,7 +1,9 @@
-"""Training configuration: every knob of ``numlp train``, its default, and TOML in and out.
+"""Training configuration: every knob of ``numlp train``, its default, TOML in and out, and
+the presets shipped with numlp.
 
 A run folder's ``config.toml`` holds the full resolved configuration, so
-``numlp train --config runs/NAME/config.toml`` reruns it exactly.
+``numlp train --config runs/NAME/config.toml`` reruns it exactly. A preset is such a file in
+``numlp/presets/`` (``numlp train --preset best`` or ``--config`` with its path).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, fields
+from importlib import resources
 from pathlib import Path
 
 import tomllib
@@ -39,6 +42,18 @@ class TrainConfig:
     epochs: int = 10
     val_split: float = 0.1
     seed: int = 0
+    # On-the-fly augmentation of the training images (numlp.data.augment); all 0: none.
+    shift: float = 0.0
+    rotation: float = 0.0
+    scale: float = 0.0
+    shear: float = 0.0
+    elastic_alpha: float = 0.0
+    elastic_sigma: float = 4.0
+    flip: float = 0.0
+
+    def augment_settings(self) -> dict:
+        """The augmentation keys, as :class:`numlp.data.augment.Augment` takes them."""
+        return {name: getattr(self, name) for name in AUGMENT_KEYS}
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ValueError naming the key, the value and what is allowed."""
@@ -78,6 +93,12 @@ class TrainConfig:
         need(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "it must be in [0, epochs)")
         need(0 <= self.val_split < 1, "val_split", "it must be in [0, 1) (0 means no validation)")
         need(isinstance(self.seed, int) and self.seed >= 0, "seed", "it must be an integer >= 0")
+        from numlp.data.augment import Augment
+
+        try:
+            Augment(**self.augment_settings())
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"config: {str(err).replace('Augment: ', '')}") from None
         return self
 
     def updated(self, **changes) -> TrainConfig:
@@ -92,6 +113,7 @@ def _positive(value) -> bool:
 
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
+AUGMENT_KEYS = ("shift", "rotation", "scale", "shear", "elastic_alpha", "elastic_sigma", "flip")
 
 
 def load_config(path, base: TrainConfig | None = None) -> TrainConfig:
@@ -148,3 +170,25 @@ def _toml_value(value) -> str:
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(value)
+
+
+def preset_names() -> list[str]:
+    """The presets shipped with numlp (``fast`` is the default of ``numlp train``)."""
+    folder = resources.files("numlp") / "presets"
+    return sorted(p.name[: -len(".toml")] for p in folder.iterdir() if p.name.endswith(".toml"))
+
+
+def preset_path(name: str) -> Path:
+    """The file of preset ``name``; ValueError listing the presets if there is none."""
+    names = preset_names()
+    if name not in names:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(names)}")
+    return Path(str(resources.files("numlp") / "presets" / f"{name}.toml"))
+
+
+def preset_description(name: str) -> str:
+    """The first comment line of a preset file, without the ``#``."""
+    for line in preset_path(name).read_text(encoding="utf-8").splitlines():
+        if line.startswith("#"):
+            return line.lstrip("# ").strip()
+    return ""

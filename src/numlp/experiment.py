@@ -19,6 +19,7 @@ import numpy as np
 from numlp import preprocess
 from numlp.atomic import atomic_write_text
 from numlp.config import TrainConfig, to_toml
+from numlp.data import augment as augmentation
 from numlp.data.datasets import load_dataset
 from numlp.io import load_checkpoint, save_model
 from numlp.losses import SoftmaxCrossEntropy
@@ -150,11 +151,20 @@ def run_training(
         "preprocessing": preprocess.IMAGE_SCALING,
     }
     checkpoint = Checkpoint(out / "checkpoint.npz", **metadata, config=_plain(config))
+    augment = augmentation.from_config(config.augment_settings())
     where = (
         f"resuming at epoch {state['epoch'] + 1}, batch {state['batch']}"
         if state
         else f"model {model.count_parameters():,} parameters"
     )
+    if augment is not None:
+        where += (
+            "; augmented ("
+            + ", ".join(
+                f"{k} {v:g}" for k, v in augment.config().items() if v and k != "elastic_sigma"
+            )
+            + ")"
+        )
     if not quiet:
         print(
             f"{data.name}: {len(x_train):,} training images from {data.source}; {where}; "
@@ -182,6 +192,7 @@ def run_training(
             validation_split=config.val_split or 0.0,
             seed=config.seed,
             resume=state,
+            augment=augment,
             callbacks=[  # the checkpoint first: a metrics line means its epoch is saved
                 checkpoint,
                 MetricsWriter(out / "metrics.jsonl"),
@@ -232,7 +243,8 @@ def _resume_state(out: Path, config: TrainConfig):
     for stale in out.glob(".*.tmp"):  # half-written files of a killed process: never renamed
         stale.unlink(missing_ok=True)
     model, optimizer_arrays, header = load_checkpoint(path)
-    saved = header.get("config") or {}
+    # Keys added after the run was saved (augmentation...) count as their defaults.
+    saved = {**_plain(TrainConfig()), **(header.get("config") or {})}
     changed = sorted(k for k, v in _plain(config).items() if k != "epochs" and saved.get(k) != v)
     if changed:
         raise ValueError(

@@ -3,9 +3,10 @@
 Every transform here moves pixels: it computes, for each output pixel of each image, the point
 of the source image it comes from, then samples the source there by bilinear interpolation
 (zero outside the image, which is the background of MNIST-like data). A random affine map
-(shift, rotation, scale, shear) and an elastic distortion (Simard, Steinkraus & Platt 2003,
-"Best practices for convolutional neural networks applied to visual document analysis") are
-composed into one field of source coordinates, so an image is resampled once, not twice.
+(shift, rotation, scale, shear), a horizontal flip and an elastic distortion (Simard,
+Steinkraus & Platt 2003, "Best practices for convolutional neural networks applied to visual
+document analysis") are composed into one field of source coordinates, so an image is
+resampled once, not twice.
 
 Shapes: ``images: (batch, height, width)`` float in [0, 1]; the output has the same shape,
 dtype and range (bilinear weights are a convex combination, so nothing leaves [0, 1]).
@@ -40,6 +41,8 @@ class Augment:
     elastic_sigma : float
         Smoothness of the elastic displacement field: the standard deviation, in pixels, of
         the Gaussian that smooths white noise into it.
+    flip : float
+        Probability of a left-right mirror image (for clothes, say; never for digits).
     chunk : int
         Images processed at a time, so that the temporaries stay in the CPU caches.
     """
@@ -50,6 +53,7 @@ class Augment:
     shear: float = 0.0
     elastic_alpha: float = 0.0
     elastic_sigma: float = 4.0
+    flip: float = 0.0
     chunk: int = 256
 
     def __post_init__(self):
@@ -63,6 +67,8 @@ class Augment:
             )
         if self.rotation > 180 or self.shear >= 90:
             raise ValueError("Augment: rotation must be <= 180 degrees and shear < 90 degrees")
+        if self.flip > 1:
+            raise ValueError(f"Augment: flip is a probability in [0, 1], got {self.flip}")
         if self.elastic_alpha and self.elastic_sigma <= 0:
             raise ValueError("Augment: elastic_sigma must be > 0 when elastic_alpha is set")
         if self.chunk < 1:
@@ -71,7 +77,9 @@ class Augment:
     @property
     def active(self) -> bool:
         """Whether this changes anything at all (all-zero settings are the identity)."""
-        return any((self.shift, self.rotation, self.scale, self.shear, self.elastic_alpha))
+        return any(
+            (self.shift, self.rotation, self.scale, self.shear, self.elastic_alpha, self.flip)
+        )
 
     def config(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "chunk"}
@@ -110,6 +118,9 @@ class Augment:
                 )
                 rows += d_rows
                 cols += d_cols
+            if self.flip:
+                mirrored = rng.random(n) < self.flip
+                cols[mirrored] = (width - 1) - cols[mirrored]
             out[start : start + n] = sample_bilinear(part, rows, cols)
         return out
 

@@ -1,0 +1,114 @@
+"""Benchmark the training presets: wall seconds, peak RSS, validation and test accuracy.
+
+Each (preset, seed) runs `numlp train --preset NAME --seed S` in its own process (so peak RSS
+is that run's alone) and reads the test accuracy from the model file it saves; the test set is
+scored once, at the end of each run, as `numlp train` always does. MNIST is read from
+--data-dir; other datasets from numlp's usual lookup (e.g. Debian's dataset-fashion-mnist).
+Prints one JSON line per run and a markdown table (mean ± std over seeds). Usage:
+
+    python benchmarks/presets.py --data-dir ../shared/data/mnist --presets fast best --seeds 0 1 2
+    python benchmarks/presets.py --presets fashion --seeds 0 1 2 -- --epochs 5   # extra flags
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from numlp.config import load_config, preset_path
+
+
+def run_once(preset: str, seed: int, data_dir: str | None, extra: list[str]) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "run"
+        argv = [sys.executable, "-m", "numlp.cli", "train", "--preset", preset]
+        argv += ["--seed", str(seed), "--out", str(out), "--no-download", "--no-plots"]
+        if data_dir:
+            argv += ["--data-dir", data_dir]
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            [*argv, *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        output = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.perf_counter() - started
+        if status != 0:
+            raise SystemExit(f"{preset} seed {seed} failed:\n{output}")
+        from numlp.io import read_header
+
+        training = read_header(out / "model.npz")["training"]
+    return {
+        "preset": preset,
+        "dataset": training["dataset"],
+        "seed": seed,
+        "epochs": training["epochs"],
+        "wall_seconds": round(wall, 2),
+        "fit_seconds": training["seconds"],
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "val_accuracy": training["val_accuracy"],
+        "test_accuracy": training["test_accuracy"],
+    }
+
+
+def describe(preset: str) -> str:
+    config = load_config(preset_path(preset))
+    layers = "-".join(str(n) for n in (784, *config.hidden, 10))
+    augment = [f"{k} {v:g}" for k, v in config.augment_settings().items() if v]
+    augment = [a for a in augment if not a.startswith("elastic_sigma") or config.elastic_alpha]
+    return f"{layers}, dropout {config.dropout:g}" + (
+        f"; {', '.join(augment)}" if augment else "; no augmentation"
+    )
+
+
+def table(rows: list[dict]) -> str:
+    lines = [
+        "| preset | dataset | model; augmentation | epochs | wall s (median) | peak RSS MiB "
+        "| val acc % (mean) | test acc % (mean ± std, min) | seeds |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for preset in dict.fromkeys(r["preset"] for r in rows):
+        runs = [r for r in rows if r["preset"] == preset]
+        test = [100 * r["test_accuracy"] for r in runs]
+        val = [100 * r["val_accuracy"] for r in runs if r["val_accuracy"] is not None]
+        spread = statistics.stdev(test) if len(test) > 1 else 0.0
+        val_mean = f"{statistics.mean(val):.2f}" if val else "–"
+        lines.append(
+            f"| {preset} | {runs[0]['dataset']} | {describe(preset)} | {runs[0]['epochs']} "
+            f"| {statistics.median(r['wall_seconds'] for r in runs):.0f} "
+            f"| {max(r['peak_rss_mib'] for r in runs):.0f} "
+            f"| {val_mean} | {statistics.mean(test):.2f} ± {spread:.2f} "
+            f"(min {min(test):.2f}) | {len(runs)} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("NUMLP_DATA", "../shared/data/mnist"))
+    parser.add_argument("--presets", nargs="+", default=["fast"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--json", type=Path, help="also write the runs here")
+    parser.add_argument("extra", nargs="*", help="more `numlp train` flags, after --")
+    args = parser.parse_args()
+    rows = []
+    for preset in args.presets:
+        dataset = load_config(preset_path(preset)).dataset
+        data_dir = args.data_dir if dataset == "mnist" else None
+        for seed in args.seeds:
+            rows.append(run_once(preset, seed, data_dir, args.extra))
+            print(json.dumps(rows[-1]), flush=True)
+    print()
+    print(table(rows))
+    if args.json:
+        args.json.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
