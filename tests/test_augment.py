@@ -303,3 +303,20 @@ def test_augmenting_flat_inputs_is_refused_before_training():
     model2 = Sequential([Dense(256, 4)], seed=0)
     with pytest.raises(ValueError, match="augmentation works on images"):
         model2.fit(flat, np.zeros(10, int), augment=Augment(shift=1), epochs=1)
+
+
+def test_training_with_shifts_makes_the_model_robust_to_shifted_digits(mnist_arrays):
+    x_train, y_train, x_test, y_test = mnist_arrays
+    x_train, y_train = x_train[:12000], y_train[:12000]
+    shifted = warp(x_test[:2000], shift=(2, -2))  # every test digit moved 2 px down and left
+
+    def accuracy_on_shifted(augment):
+        model = Sequential(
+            [Flatten(), Dense(784, 256), ReLU(), Dense(256, 10)], input_shape=(28, 28), seed=0
+        )
+        model.fit(x_train, y_train, epochs=3, batch_size=128, seed=0, augment=augment)
+        return model.evaluate(shifted, y_test[:2000])["accuracy"]
+
+    plain = accuracy_on_shifted(None)
+    augmented = accuracy_on_shifted(Augment(shift=3))
+    assert augmented > 0.8 and augmented > plain + 0.3, (plain, augmented)  # 84 % vs 36 %
