@@ -56,8 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="train a model and save it in a run folder",
         description="Train an MLP on an IDX dataset. Prints one line per epoch and the final test "
         "accuracy; writes model.npz, metrics.jsonl and config.toml into --out. Flags override "
-        "--config, which overrides the defaults shown.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "--config or --preset, which override the defaults shown.",
     )
     train.add_argument("--config", type=Path, help="TOML file of settings (keys as the flags)")
     train.add_argument(
@@ -315,7 +314,7 @@ def cmd_presets(args) -> int:
         print(preset_path(args.show).read_text(encoding="utf-8"), end="")
         return 0
     for name in preset_names():
-        print(f"{name:<9} {preset_description(name)}")
+        print(f"{name:<9} {preset_description(name).removeprefix(name + ':').strip()}")
     print(f"\nfiles in {preset_path(preset_names()[0]).parent}; `numlp presets --show NAME`")
     return 0
 
