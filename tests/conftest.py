@@ -2,10 +2,13 @@
 
 import gzip
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+from numlp.train import Callback
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -71,3 +74,14 @@ def train_argv(mnist_path, out, hidden=16, epochs=1, *extra) -> list[str]:
         "--no-download",
         *map(str, extra),
     ]
+
+
+class InterruptAt(Callback):
+    """Sends this process a real SIGINT (Ctrl-C) after ``step`` optimizer steps."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def on_batch_end(self, step, logs):
+        if step == self.step:
+            os.kill(os.getpid(), signal.SIGINT)

@@ -1,12 +1,10 @@
 """Augmentation: each transform does what it claims, and training on it stays correct."""
 
-import os
-import signal
-
 import numpy as np
 import pytest
+from conftest import InterruptAt
 
-from numlp import SGD, Callback, Dense, Dropout, Flatten, ReLU, Sequential
+from numlp import SGD, Dense, Dropout, Flatten, ReLU, Sequential
 from numlp.data.augment import (
     Augment,
     affine_coordinates,
@@ -267,15 +265,6 @@ def test_training_on_distorted_images_learns_and_never_distorts_validation():
     model2, optimizer2 = image_model()
     history2 = model2.fit(x, y, optimizer=optimizer2, **FIT)
     assert history2["val_loss"] == history["val_loss"]  # seeded: the same distortions
-
-
-class InterruptAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_batch_end(self, step, logs):
-        if step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def test_an_augmented_run_resumed_mid_epoch_is_bit_identical(tmp_path):

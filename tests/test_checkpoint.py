@@ -5,6 +5,7 @@ import signal
 
 import numpy as np
 import pytest
+from conftest import InterruptAt
 
 from numlp import SGD, Callback, Dense, Dropout, ReLU, Sequential, TrainingDiverged
 from numlp.io import load_checkpoint
@@ -85,17 +86,6 @@ def test_resume_at_an_epoch_boundary_is_bit_identical(tmp_path):
     assert_same_weights(weights, expected)
     assert history["epoch"] == [1, 2, 3, 4]
     assert history["val_loss"] == full["val_loss"]
-
-
-class InterruptAt(Callback):
-    """Sends this process a real SIGINT after ``step`` optimizer steps."""
-
-    def __init__(self, step):
-        self.step = step
-
-    def on_batch_end(self, step, logs):
-        if step == self.step:
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 @pytest.mark.parametrize("step", [1, 22, 30, 59])

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import tomllib
 
+from numlp.data.augment import Augment
 from numlp.layers import ACTIVATIONS
 from numlp.optim import OPTIMIZERS
 from numlp.schedules import SCHEDULES
@@ -93,8 +94,6 @@ class TrainConfig:
         need(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "it must be in [0, epochs)")
         need(0 <= self.val_split < 1, "val_split", "it must be in [0, 1) (0 means no validation)")
         need(isinstance(self.seed, int) and self.seed >= 0, "seed", "it must be an integer >= 0")
-        from numlp.data.augment import Augment
-
         try:
             Augment(**self.augment_settings())
         except (TypeError, ValueError) as err:
@@ -113,7 +112,9 @@ def _positive(value) -> bool:
 
 
 FIELDS = {f.name: f for f in fields(TrainConfig)}
-AUGMENT_KEYS = ("shift", "rotation", "scale", "shear", "elastic_alpha", "elastic_sigma", "flip")
+AUGMENT_FIELDS = [f.name for f in fields(Augment)]
+# The augmentation keys are Augment's own settings (all but its work-chunk size).
+AUGMENT_KEYS = tuple(name for name in AUGMENT_FIELDS if name != "chunk")
 
 
 def load_config(path, base: TrainConfig | None = None) -> TrainConfig:
