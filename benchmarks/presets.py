@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 from numlp.config import load_config, preset_path
+from numlp.data.augment import Augment
 
 
 def run_once(preset: str, seed: int, data_dir: str | None, extra: list[str]) -> dict:
@@ -60,11 +61,8 @@ def run_once(preset: str, seed: int, data_dir: str | None, extra: list[str]) -> 
 def describe(preset: str) -> str:
     config = load_config(preset_path(preset))
     layers = "-".join(str(n) for n in (784, *config.hidden, 10))
-    augment = [f"{k} {v:g}" for k, v in config.augment_settings().items() if v]
-    augment = [a for a in augment if not a.startswith("elastic_sigma") or config.elastic_alpha]
-    return f"{layers}, dropout {config.dropout:g}" + (
-        f"; {', '.join(augment)}" if augment else "; no augmentation"
-    )
+    augment = Augment(**config.augment_settings()).describe()
+    return f"{layers}, dropout {config.dropout:g}; augmentation: {augment}"
 
 
 def table(rows: list[dict]) -> str:

@@ -50,7 +50,8 @@ def digits(mnist_arrays):
 
 def test_settings_that_change_nothing_give_back_the_images_exactly(digits):
     augment = Augment()
-    assert not augment.active
+    assert not augment.active and augment.describe() == "none"
+    assert Augment(shift=2, elastic_sigma=3).describe() == "shift 2"
     np.testing.assert_array_equal(augment(digits, np.random.default_rng(0)), digits)
     assert from_config({"shift": 0}) is None
     np.testing.assert_array_equal(warp(digits, shift=(0, 0)), digits)

@@ -73,7 +73,7 @@ def test_augmentation_flags_go_into_the_run_config(mnist_path, tmp_path, capsys)
     assert main(argv) == 0
     config = load_config(out / "config.toml")
     assert (config.shift, config.elastic_alpha, config.rotation) == (2.0, 8.0, 0.0)
-    assert "augmented (shift 2, elastic_alpha 8)" in capsys.readouterr().out
+    assert "augmented (shift 2, elastic_alpha 8, elastic_sigma 4)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -158,13 +158,7 @@ def run_training(
         else f"model {model.count_parameters():,} parameters"
     )
     if augment is not None:
-        where += (
-            "; augmented ("
-            + ", ".join(
-                f"{k} {v:g}" for k, v in augment.config().items() if v and k != "elastic_sigma"
-            )
-            + ")"
-        )
+        where += f"; augmented ({augment.describe()})"
     if not quiet:
         print(
             f"{data.name}: {len(x_train):,} training images from {data.source}; {where}; "

@@ -84,6 +84,14 @@ class Augment:
     def config(self) -> dict:
         return {k: v for k, v in asdict(self).items() if k != "chunk"}
 
+    def describe(self) -> str:
+        """The settings in use, e.g. ``shift 2, rotation 10, elastic_alpha 12, elastic_sigma 4``
+        (``none`` if nothing is distorted)."""
+        used = {k: v for k, v in self.config().items() if v}
+        if not self.elastic_alpha:
+            used.pop("elastic_sigma", None)
+        return ", ".join(f"{k} {v:g}" for k, v in used.items()) or "none"
+
     def __call__(
         self, images: np.ndarray, rng: np.random.Generator, out: np.ndarray | None = None
     ) -> np.ndarray:
