@@ -296,8 +296,13 @@ class Dropout(Layer):
         if not training or self.p == 0:
             self._mask = None
             return x
-        keep = self.rng.random(x.shape, dtype=np.float32) >= self.p
-        self._mask = keep.astype(x.dtype) * x.dtype.type(1 / (1 - self.p))
+        # A unit is dropped when a random 16-bit integer falls below p * 2**16: half the
+        # random bits of a float32 draw (drawing them is most of dropout's cost), and p
+        # within 2**-16. The scale uses that exact p, so the expected output is exactly x.
+        threshold = round(self.p * 65536)
+        bits = np.frombuffer(self.rng.bytes(2 * x.size), dtype=np.uint16).reshape(x.shape)
+        self._mask = np.greater_equal(bits, threshold).astype(x.dtype)
+        self._mask *= x.dtype.type(65536 / (65536 - threshold))
         return x * self._mask
 
     def backward(self, grad_out):
