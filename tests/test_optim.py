@@ -1,12 +1,10 @@
 """Optimizers: one and three steps against hand-computed values, with state carried over."""
 
 import math
-import multiprocessing
 
 import numpy as np
 import pytest
 
-from numlp import optim
 from numlp.layers import Parameter
 from numlp.optim import SGD, Adam, AdamW, clip_grad_norm, make_optimizer
 
@@ -167,69 +165,3 @@ def test_a_norm_passed_to_step_clips_exactly_as_one_computed_there():
     SGD([b], lr=1.0, clip_norm=1.0).step(grad_norm=global_grad_norm([b]))
     np.testing.assert_array_equal(a.value, b.value)
     np.testing.assert_allclose(b.value, [-0.6, -0.8])
-
-
-def large_params(seed=0):
-    """Parameters big enough for the two-thread update (a 600x500 matrix and small ones)."""
-    rng = np.random.default_rng(seed)
-    shapes = [(600, 500), (500,), (500, 10), (10,)]
-    return [
-        Parameter(rng.standard_normal(shape).astype(np.float32), decay=len(shape) == 2)
-        for shape in shapes
-    ]
-
-
-@pytest.mark.parametrize(
-    "make",
-    [
-        lambda ps: SGD(ps, lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-3),
-        lambda ps: SGD(ps, lr=0.1),
-        lambda ps: Adam(ps, lr=1e-3, weight_decay=1e-2),
-        lambda ps: AdamW(ps, lr=1e-3, weight_decay=1e-2, clip_norm=5.0),
-    ],
-)
-def test_updating_halves_on_two_threads_is_bit_identical_to_one_pass(make, monkeypatch):
-    assert sum(p.value.size for p in large_params()) >= optim.PARALLEL_MIN_SIZE
-
-    def three_steps():
-        params = large_params()
-        optimizer = make(params)
-        rng = np.random.default_rng(1)
-        for _ in range(3):
-            for p in params:
-                p.grad[...] = rng.standard_normal(p.value.shape)
-            optimizer.step()
-        return [p.value for p in params], optimizer.state_dict()
-
-    split_values, split_state = three_steps()
-    monkeypatch.setattr(optim, "PARALLEL_MIN_SIZE", 1 << 40)  # one pass on this thread
-    whole_values, whole_state = three_steps()
-    for a, b in zip(split_values, whole_values):
-        np.testing.assert_array_equal(a, b)
-    assert split_state.keys() == whole_state.keys()
-    for key in split_state:
-        np.testing.assert_array_equal(split_state[key], whole_state[key])
-
-
-def _step_in_child(queue):
-    params = large_params()
-    optimizer = AdamW(params)
-    for p in params:
-        p.grad[...] = 1.0
-    optimizer.step()
-    queue.put(float(params[0].value[0, 0]))
-
-
-def test_a_forked_process_can_still_step():
-    # The parent's helper thread exists; a forked child must not wait on it forever.
-    params = large_params()
-    AdamW(params).step()
-    context = multiprocessing.get_context("fork")
-    queue = context.Queue()
-    child = context.Process(target=_step_in_child, args=(queue,))
-    child.start()
-    child.join(timeout=60)
-    if child.is_alive():
-        child.kill()
-        pytest.fail("the optimizer hung in a forked child")
-    assert child.exitcode == 0 and np.isfinite(queue.get(timeout=5))

@@ -3,47 +3,16 @@
 An optimizer knows nothing about the model: it gets the list of :class:`~numlp.layers.Parameter`
 objects once, keeps all its state keyed by those objects, and updates ``param.value`` in place
 from ``param.grad`` on each :meth:`Optimizer.step`. The base class validates the shared
-hyperparameters, clips and decays; subclasses only say what state a parameter needs
-(``_init_state``) and how its values move (``_update``).
-
-Every update is elementwise, so a large parameter can be updated in two halves at once: the
-base class hands half of the rows of the large arrays to a helper thread (NumPy releases the
-GIL inside its loops) and does the rest itself. The result is bit-identical to one pass.
+hyperparameters, clips and decays; subclasses only say how one parameter moves (``_update``).
 """
 
 from __future__ import annotations
 
 import math
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
 from numlp.layers import Parameter
-
-# Below this many elements in all, a second thread costs more than it saves (measured: a hand-off
-# costs ~20 us, an Adam pass over 256k float32 ~60 us).
-PARALLEL_MIN_SIZE = 1 << 18
-_helper: ThreadPoolExecutor | None = None
-
-
-def _forget_helper() -> None:
-    global _helper
-    _helper = None
-
-
-# A forked child (joblib workers, say) inherits the executor but not its thread: start afresh.
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_helper)
-
-
-def _helper_thread() -> ThreadPoolExecutor | None:
-    """One process-wide helper thread for optimizer updates (None on a single core). Kept out
-    of the optimizer objects so that they stay picklable."""
-    global _helper
-    if _helper is None and (os.cpu_count() or 1) > 1:
-        _helper = ThreadPoolExecutor(max_workers=1, thread_name_prefix="numlp-optim")
-    return _helper
 
 
 def global_grad_norm(params: list[Parameter]) -> float:
@@ -126,53 +95,24 @@ class Optimizer:
         it, spares clipping a second pass. Returns the pre-clip norm if clipping is on."""
         norm = clip_grad_norm(self.params, self.clip_norm, grad_norm) if self.clip_norm else None
         self.steps += 1
-        mine, helpers = [], []  # (parameter, rows) to update here and on the helper thread
-        helper = _helper_thread()
-        split = helper is not None and sum(p.value.size for p in self.params) >= PARALLEL_MIN_SIZE
         for p in self.params:
-            if not self.state[p]:
-                self._init_state(p, self.state[p])
+            grad = p.grad
             scratch = self._scratch.get(p)
             if scratch is None or scratch.dtype != p.value.dtype:
-                self._scratch[p] = np.empty_like(p.value)
-            rows = len(p.value) if p.value.ndim else 0
-            if split and p.value.size * 8 >= PARALLEL_MIN_SIZE and rows > 1:
-                mine.append((p, slice(0, rows // 2)))
-                helpers.append((p, slice(rows // 2, rows)))
-            else:
-                mine.append((p, slice(None)))
-        pending = helper.submit(self._update_rows, helpers) if helpers else None
-        try:
-            self._update_rows(mine)
-        finally:
-            if pending is not None:
-                pending.result()
-        return norm
-
-    def _update_rows(self, work) -> None:
-        """Decay and update each ``(parameter, rows)`` of ``work``: views of the value, gradient,
-        state and scratch arrays, all the same rows."""
-        for p, rows in work:
-            value, grad, scratch = p.value[rows], p.grad[rows], self._scratch[p][rows]
+                scratch = self._scratch[p] = np.empty_like(p.value)
             if self.weight_decay and p.decay:
                 if self.decoupled_decay:
-                    value *= 1 - self.lr * self.weight_decay
+                    p.value *= 1 - self.lr * self.weight_decay
                 else:
                     # p.grad is scratch once the step has begun: backward overwrites it next time.
-                    np.multiply(value, self.weight_decay, out=scratch)
+                    np.multiply(p.value, self.weight_decay, out=scratch)
                     grad += scratch
-            state = {name: array[rows] for name, array in self.state[p].items()}
-            self._update(value, grad, state, scratch)
+            self._update(p, grad, self.state[p], scratch)
+        return norm
 
-    def _init_state(self, p: Parameter, state: dict) -> None:
-        """Put the arrays ``p`` needs into its empty ``state`` (before its first step)."""
-
-    def _update(
-        self, value: np.ndarray, grad: np.ndarray, state: dict, scratch: np.ndarray
-    ) -> None:
-        """Move ``value`` (a parameter's values, or some of its rows) in place using ``grad``;
-        ``state`` holds the matching rows of the parameter's state arrays, ``scratch`` an array
-        of the same shape for temporaries."""
+    def _update(self, p: Parameter, grad: np.ndarray, state: dict, scratch: np.ndarray) -> None:
+        """Move ``p.value`` using ``grad``; ``state`` is this parameter's own, ``scratch`` an
+        array of its shape to use for temporaries."""
         raise NotImplementedError
 
     def penalty(self) -> float:
@@ -230,23 +170,21 @@ class SGD(Optimizer):
         self.momentum = float(momentum)
         self.nesterov = bool(nesterov)
 
-    def _init_state(self, p, state):
+    def _update(self, p, grad, state, scratch):
         if self.momentum:
-            # Zero velocity: the first step makes it 0 * momentum + g = g, as PyTorch starts.
-            state["velocity"] = np.zeros_like(p.value)
-
-    def _update(self, value, grad, state, scratch):
-        if self.momentum:
-            v = state["velocity"]
-            v *= self.momentum
-            v += grad
+            v = state.get("velocity")
+            if v is None:
+                v = state["velocity"] = grad.copy()
+            else:
+                v *= self.momentum
+                v += grad
             if self.nesterov:
                 np.multiply(v, self.momentum, out=scratch)
                 grad += scratch
             else:
                 grad = v
         np.multiply(grad, self.lr, out=scratch)
-        value -= scratch
+        p.value -= scratch
 
     def config(self):
         return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -270,11 +208,10 @@ class Adam(Optimizer):
         _check_number(who, "eps", eps, 0.0, low_open=True)
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
 
-    def _init_state(self, p, state):
-        state["m"] = np.zeros_like(p.value)
-        state["v"] = np.zeros_like(p.value)
-
-    def _update(self, value, grad, state, scratch):
+    def _update(self, p, grad, state, scratch):
+        if not state:
+            state["m"] = np.zeros_like(p.value)
+            state["v"] = np.zeros_like(p.value)
         m, v, s = state["m"], state["v"], scratch
         m *= self.beta1
         np.multiply(grad, 1 - self.beta1, out=s)
@@ -291,7 +228,7 @@ class Adam(Optimizer):
         s += self.eps
         np.divide(m, s, out=s)
         s *= self.lr / bias1
-        value -= s
+        p.value -= s
 
     def config(self):
         return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
