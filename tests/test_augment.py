@@ -243,6 +243,32 @@ def test_every_augmented_batch_keeps_its_own_labels():
         assert moved > len(x) // 2  # the images really were shifted
 
 
+def test_the_background_thread_gives_the_same_batches_as_augmenting_inline():
+    x, y = labelled_squares(300)
+
+    def batches(background):
+        stream = BatchStream(
+            x,
+            y,
+            np.arange(len(x)),
+            32,
+            np.random.default_rng(0),
+            augment=Augment(shift=2, rotation=20, elastic_alpha=8),
+            augment_key=11,
+            background=background,
+        )
+        stream.block = 64  # five blocks
+        stream.x_buffers = [np.empty((64, 16, 16), np.float32) for _ in range(2)]
+        stream.y_buffers = [np.empty(64, y.dtype) for _ in range(2)]
+        return [(xb.copy(), yb.copy()) for xb, yb in stream.epoch(epoch=3)]
+
+    threaded, inline = batches(True), batches(False)
+    assert len(threaded) == len(inline) == 10
+    for (xa, ya), (xb, yb) in zip(threaded, inline):
+        np.testing.assert_array_equal(xa, xb)
+        np.testing.assert_array_equal(ya, yb)
+
+
 def image_model(seed=3):
     model = Sequential(
         [Flatten(), Dense(256, 32), ReLU(), Dropout(0.2), Dense(32, 4)],

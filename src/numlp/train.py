@@ -196,7 +196,9 @@ class BatchStream:
     background thread that prepares the next block while the current one trains (two buffers
     take turns). Each block's random draws come from its own generator, seeded by
     ``(augment_key, epoch, first row)``, so the images are the same whatever the thread timing
-    and an epoch resumed half-way sees exactly what it would have seen.
+    and an epoch resumed half-way sees exactly what it would have seen. ``background=False``
+    augments on the calling thread instead (the same images): measured on two cores, where
+    BLAS keeps both busy, the thread hides none of the augmentation's cost but costs no more.
     """
 
     def __init__(
@@ -210,8 +212,10 @@ class BatchStream:
         block_bytes=16 << 20,
         augment=None,
         augment_key: int = 0,
+        background: bool = True,
     ):
         self.x, self.y, self.index = x, y, index
+        self.background = background
         self.batch_size, self.rng, self.shuffle = batch_size, rng, shuffle
         self.augment, self.augment_key = augment, augment_key
         self.contiguous = not shuffle and len(index) == len(x) and augment is None
@@ -264,7 +268,7 @@ class BatchStream:
             for start in range(max(first_row - block_start, 0), len(xs), self.batch_size):
                 yield xs[start : start + self.batch_size], ys[start : start + self.batch_size]
 
-        if self.augment is None:
+        if self.augment is None or not self.background:
             for number in range(len(starts)):
                 yield from batches_of(*prepare(number))
             return
