@@ -145,6 +145,20 @@ def test_random_shifts_are_spread_over_the_allowed_range(digits):
     assert abs(offsets.mean()) < 0.2
 
 
+def test_sampling_a_batch_too_large_for_float32_indices_is_still_exact():
+    # 2 ** 24 pixels is where float32 stops counting exactly; one call over more than that
+    # must agree with calls over slices that stay below it.
+    rng = np.random.default_rng(0)
+    images = rng.random((19000, 28, 28), dtype=np.float32)
+    rows, cols = affine_coordinates(None, np.full((19000, 2), 0.5), (28, 28), 19000)
+    whole = sample_bilinear(images, rows, cols)
+    parts = [
+        sample_bilinear(images[i : i + 1000], rows[i : i + 1000], cols[i : i + 1000])
+        for i in range(0, 19000, 1000)
+    ]
+    np.testing.assert_array_equal(whole, np.concatenate(parts))
+
+
 def test_the_blur_matrix_is_scipys_gaussian_filter():
     ndimage = pytest.importorskip("scipy.ndimage")
     v = np.random.default_rng(0).random((5, 28))

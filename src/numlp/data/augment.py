@@ -265,11 +265,13 @@ def sample_bilinear(images: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> n
     np.minimum(c0, width - 1, out=c0)
     r -= r0  # the fractions, in [0, 1]
     c -= c0
-    # The flat index of each top-left neighbour, computed in float32 (exact below 2**24: a
-    # chunk of 256 padded 28x28 images has 230,400 pixels) and converted once.
+    # The flat index of each top-left neighbour, computed in float32 where that is exact (below
+    # 2**24: a chunk of 256 padded 28x28 images has 230,400 pixels) and converted once.
     stride = width + 2
-    first = np.arange(batch, dtype=np.float32) * ((height + 2) * stride) + (stride + 1)
-    r0 *= np.float32(stride)
+    exact = np.float32 if padded.size < 2**24 else np.float64
+    first = np.arange(batch, dtype=exact) * ((height + 2) * stride) + (stride + 1)
+    r0 = r0.astype(exact, copy=False)
+    r0 *= exact(stride)
     r0 += c0
     r0 += first[:, None, None]
     index = r0.astype(np.intp)
