@@ -1,6 +1,10 @@
 """The benchmark's arithmetic and report (timings themselves are never asserted)."""
 
-from numlp.bench import markdown, w1_flops
+import os
+
+import pytest
+
+from numlp.bench import LibraryProcess, markdown, w1_flops
 
 
 def test_w1_flops_count_forward_and_backward_without_the_input_gradient():
@@ -25,3 +29,20 @@ def test_markdown_reports_each_workload_and_the_ratio_to_torch():
     assert "| W1 time / torch's | 0.50 | 1.00 |" in text
     assert "144 (74%)" in text
     assert "100,000" in text
+
+
+def test_a_library_runs_its_workloads_in_a_process_of_its_own(mnist_path):
+    library = LibraryProcess("numlp", mnist_path)
+    try:
+        assert library.samples == 60000
+        assert library._process.pid != os.getpid()
+        assert library.call("w1") > 0  # one real W1 epoch
+        reached = library.call("w2", 0.5, 1)  # any trained model passes 50 % after an epoch
+        assert reached["reached"] and reached["epochs"] == 1
+        assert reached["curve"][0]["test_accuracy"] >= 0.5
+        with pytest.raises(RuntimeError, match="numlp failed in its benchmark process"):
+            library.call("w2", 0.5)  # a missing argument: the worker's traceback comes back
+        assert library.call("w3")["batch_1"] > 0  # and the worker carries on
+    finally:
+        library.close()
+    assert not library._process.is_alive()
