@@ -136,6 +136,32 @@ def test_state_saved_mid_run_and_restored_gives_the_same_steps(name):
     np.testing.assert_array_equal(straight[-1], resumed[-1])
 
 
+def test_adam_keeps_its_moments_as_running_sums_and_loads_textbook_moments():
+    grads = [1.0, -2.0, 0.5, 0.25]
+    beta1, beta2 = 0.8, 0.9
+    m = v = 0.0
+    for g in grads[:2]:
+        m = beta1 * m + (1 - beta1) * g
+        v = beta2 * v + (1 - beta2) * g * g
+    p = param([0.3])
+    adam = Adam([p], lr=0.05, beta1=beta1, beta2=beta2)
+    run(adam, p, [[g] for g in grads[:2]])
+    state = adam.state_dict()
+    np.testing.assert_allclose(state["0.m_sum"], [m / (1 - beta1)], rtol=1e-14)
+    np.testing.assert_allclose(state["0.v_sum"], [v / (1 - beta2)], rtol=1e-14)
+    # A state in the textbook form (m, v) continues the same run.
+    q = param(p.value.copy())
+    textbook = Adam([q], lr=0.05, beta1=beta1, beta2=beta2)
+    textbook.load_state_dict(
+        {"steps": state["steps"], "lr": state["lr"], "0.m": np.array([m]), "0.v": np.array([v])}
+    )
+    straight = run(adam, p, [[g] for g in grads[2:]])
+    resumed = run(textbook, q, [[g] for g in grads[2:]])
+    np.testing.assert_allclose(resumed, straight, rtol=1e-14)
+    expected = adam_reference(0.3, grads, 0.05, beta1, beta2, 1e-8)
+    np.testing.assert_allclose(np.ravel(straight), expected[2:], rtol=1e-12)
+
+
 @pytest.mark.parametrize(
     "build, message",
     [
