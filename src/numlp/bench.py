@@ -152,15 +152,16 @@ class SklearnW1:
         return time.perf_counter() - start
 
 
-def available_peers() -> tuple[list[type], list[str]]:
-    runners, missing = [NumlpW1], []
-    for module, runner in (("torch", TorchW1), ("sklearn", SklearnW1)):
+def available_peers() -> tuple[list[str], list[str]]:
+    """The libraries to measure (numlp, then each installed peer) and the peers not installed."""
+    names, missing = ["numlp"], []
+    for module in ("torch", "sklearn"):
         try:
             __import__(module)
-            runners.append(runner)
+            names.append(module)
         except ImportError:
             missing.append(module)
-    return runners, missing
+    return names, missing
 
 
 def run_w1(libraries: dict[str, LibraryProcess], rounds: int, samples: int) -> dict:
@@ -251,8 +252,10 @@ def _library_worker(name: str, data_dir: str, conn) -> None:
                     result = w1.epoch()
                 elif workload == "w2":
                     result = W2_FUNCTIONS[name](data, *args)
-                else:
+                elif workload == "w3":
                     result = W3_FUNCTIONS[name](data[2])
+                else:
+                    raise ValueError(f"unknown workload {workload!r}")
                 conn.send(("ok", result))
             except Exception:
                 conn.send(("error", traceback.format_exc()))
@@ -469,7 +472,7 @@ def run(
     data_dir, rounds: int = 5, skip=(), target: float = 0.98, max_epochs: int = 30, log=print
 ) -> dict:
     """Run every workload; returns a JSON-ready dict. ``skip`` names workloads to leave out."""
-    runners, missing = available_peers()
+    names, missing = available_peers()
     result = {
         "machine": {
             "cpus": os.cpu_count(),
@@ -493,7 +496,6 @@ def run(
         log(f"{module} is not installed: measuring without it (pip install {module})")
     log("ceiling: large float32 matmul ...")
     result["ceiling_gflops"] = [matmul_ceiling()]
-    names = [runner.name for runner in runners]
     log(f"starting one process per library: {', '.join(names)} ...")
     libraries = {name: LibraryProcess(name, data_dir) for name in names}
     try:
