@@ -114,6 +114,10 @@ def error_line(capsys):
         (["train", "--config", "nowhere.toml"], "cannot read config"),
         (
             ["train", "--data-dir", "/nonexistent", "--no-download", "--dataset", "kmnist"],
+            "--data-dir /nonexistent does not exist",
+        ),
+        (
+            ["train", "--data-dir", ".", "--no-download", "--dataset", "kmnist"],
             "were not found",
         ),
     ],
@@ -183,4 +187,4 @@ def test_an_output_folder_that_cannot_be_written_is_refused_before_training(tmp_
     blocker.write_text("not a folder")
     assert main(["train", "--out", str(blocker / "run"), "--no-download"]) == 2
     line = error_line(capsys)
-    assert "cannot write to the run folder" in line and "a-file" in line
+    assert "cannot create the run folder" in line and "a-file" in line

@@ -33,13 +33,15 @@ def copy_mnist(src, dst):
 
 
 def test_lookup_order_is_data_dir_env_cache_then_system(isolated, monkeypatch):
-    monkeypatch.setenv("NUMLP_DATA", "/env")
-    origins = [origin for origin, _ in search_dirs("fashion-mnist", "/explicit")]
+    (isolated / "env").mkdir()
+    (isolated / "explicit").mkdir()
+    monkeypatch.setenv("NUMLP_DATA", str(isolated / "env"))
+    origins = [origin for origin, _ in search_dirs("fashion-mnist", isolated / "explicit")]
     assert origins[:2] == ["--data-dir", "--data-dir"]
     assert (
         origins.index("$NUMLP_DATA") < origins.index("user cache") < origins.index("system folder")
     )
-    folders = [str(folder) for _, folder in search_dirs("fashion-mnist", "/explicit")]
+    folders = [str(folder) for _, folder in search_dirs("fashion-mnist", isolated / "explicit")]
     assert "/usr/share/datasets/fashion-mnist" in folders
 
 
@@ -81,12 +83,28 @@ def test_mnist_files_asked_for_as_fashion_are_named_for_what_they_are(isolated, 
 
 
 def test_offline_with_no_files_says_where_it_looked_and_what_to_do(isolated):
+    (isolated / "empty").mkdir()
     with pytest.raises(DataError) as err:
-        load_dataset("mnist", data_dir=isolated / "nowhere", download=False)
+        load_dataset("mnist", data_dir=isolated / "empty", download=False)
     message = str(err.value)
-    assert str(isolated / "nowhere") in message and "NUMLP_DATA" in message
+    assert str(isolated / "empty") in message and "NUMLP_DATA" in message
     assert "numlp data fetch mnist" in message and "\n" not in message
-    assert message == not_found_message("mnist", isolated / "nowhere")
+    assert message == not_found_message("mnist", isolated / "empty")
+
+
+@pytest.mark.parametrize("given_as", ["--data-dir", "NUMLP_DATA"])
+def test_a_data_folder_that_does_not_exist_is_named_not_passed_over(
+    isolated, monkeypatch, given_as
+):
+    missing = isolated / "no-such-folder"
+    if given_as == "NUMLP_DATA":
+        monkeypatch.setenv("NUMLP_DATA", str(missing))
+    with pytest.raises(DataError) as err:
+        load_dataset("mnist", data_dir=missing if given_as == "--data-dir" else None)
+    assert str(err.value) == (
+        f"{given_as} {missing} does not exist; point it at the folder holding the dataset's "
+        "IDX files"
+    )
 
 
 def test_offline_download_failure_leaves_the_cache_clean(isolated):

@@ -1,5 +1,6 @@
 """numlp: multilayer perceptrons from scratch in NumPy, readable, verified and fast."""
 
+from numlp._version import __version__
 from numlp.layers import (
     GELU,
     BatchNorm,
@@ -18,8 +19,6 @@ from numlp.losses import MSE, BCEWithLogits, Loss, SoftmaxCrossEntropy
 from numlp.model import Sequential
 from numlp.optim import SGD, Adam, AdamW, Optimizer
 from numlp.train import Callback, EarlyStopping, History, TrainingDiverged
-
-__version__ = "0.1.0"
 
 __all__ = [
     "GELU",

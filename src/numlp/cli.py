@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from numlp import __version__
+from numlp._version import __version__
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -279,7 +279,7 @@ def cmd_train(args) -> int:
         source = preset_path(args.preset) if args.preset else args.config
         config = load_config(source) if source else TrainConfig()
         config = config.updated(**overrides)
-        out = args.out or Path("runs") / f"{config.dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+        out = args.out or _new_run_name(config.dataset)
     try:
         run_training(
             config,
@@ -291,6 +291,7 @@ def cmd_train(args) -> int:
             resume=bool(args.resume),
             quiet=args.quiet,
             progress_bar=sys.stderr.isatty(),
+            on_finish=None if args.no_plots else lambda run: _plots_after_training(run, args),
         )
     except TrainingInterrupted as stop:
         print(f"numlp: {stop}", file=sys.stderr)
@@ -302,9 +303,17 @@ def cmd_train(args) -> int:
             else ""
         )
         raise CLIError(f"training diverged: {err}{kept}") from None
-    if not args.no_plots:
-        _plots_after_training(out, args)
     return 0
+
+
+def _new_run_name(dataset: str) -> Path:
+    """``runs/DATASET-TIMESTAMP``, with ``-2``, ``-3``... when that folder is already there."""
+    base = Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, number = base, 1
+    while candidate.exists():
+        number += 1
+        candidate = base.with_name(f"{base.name}-{number}")
+    return candidate
 
 
 def cmd_presets(args) -> int:
@@ -658,8 +667,10 @@ def _plain_progress():
 def main(argv=None) -> int:
     parser = build_parser()
     argv = sys.argv[1:] if argv is None else list(argv)
-    if "bench" in argv:  # everything after `bench` belongs to the benchmark's own parser
-        at = argv.index("bench")
+    # Everything after the command `bench` belongs to the benchmark's own parser; only the
+    # command word counts (an option value such as `--out bench` does not).
+    at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), None)
+    if at is not None and argv[at] == "bench":
         args = parser.parse_args(argv[: at + 1])
         args.bench_args = argv[at + 1 :]
     else:

@@ -14,7 +14,10 @@ from dataclasses import dataclass, fields
 from importlib import resources
 from pathlib import Path
 
-import tomllib
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
+    import tomli as tomllib
 
 from numlp.data.augment import Augment
 from numlp.layers import ACTIVATIONS

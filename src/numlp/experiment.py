@@ -22,13 +22,12 @@ from numlp.config import TrainConfig, to_toml
 from numlp.data import augment as augmentation
 from numlp.data.datasets import load_dataset
 from numlp.io import load_checkpoint, save_model
-from numlp.losses import SoftmaxCrossEntropy
+from numlp.losses import SoftmaxCrossEntropy, check_labels
 from numlp.model import Sequential, mlp
 from numlp.optim import SGD, make_optimizer
+from numlp.rundir import claim_run_dir
 from numlp.schedules import make_schedule
 from numlp.train import Callback, Checkpoint, EpochLogger
-
-RUN_FILES = ("model.npz", "metrics.jsonl", "config.toml", "checkpoint.npz")
 
 
 class TrainingInterrupted(Exception):
@@ -82,25 +81,6 @@ class MetricsWriter(Callback):
             f.write(json.dumps(logs) + "\n")
 
 
-def prepare_run_dir(out, overwrite: bool = False) -> Path:
-    """Create the run folder; refuse to mix a new run into an old one unless ``overwrite``."""
-    out = Path(out)
-    existing = [name for name in RUN_FILES if (out / name).exists()]
-    if existing and not overwrite:
-        raise ValueError(
-            f"{out} already holds a run ({', '.join(existing)}); choose another --out "
-            "or pass --overwrite"
-        )
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".numlp-write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as err:
-        raise ValueError(f"cannot write to the run folder {out}: {err.strerror or err}") from None
-    return out
-
-
 def run_training(
     config: TrainConfig,
     out,
@@ -113,9 +93,15 @@ def run_training(
     resume: bool = False,
     quiet: bool = False,
     progress_bar: bool = False,
+    on_finish=None,
 ) -> dict:
     """Train as ``config`` says, write the run folder ``out`` and return a summary dict
     (``test_accuracy``, ``test_loss``, ``seconds``, ``epochs``, ``model_path``...).
+
+    The folder is claimed for this run alone (:func:`numlp.rundir.claim_run_dir`) until the end,
+    ``on_finish(out)`` included (the CLI draws its plots there). The data are loaded and both
+    splits checked before anything is written: a failed start leaves what was there as it was
+    (and no new folder). With ``overwrite`` the previous run's files are removed only then.
 
     With ``resume``, continue the run in ``out`` from its ``checkpoint.npz`` (``config`` must
     be the run's own; only ``epochs`` may differ). Raises :class:`TrainingInterrupted` after
@@ -125,20 +111,75 @@ def run_training(
     """
     config.validate()
     stream = stream or sys.stdout
-    out = Path(out)
-    if resume:
-        model, optimizer, state = _resume_state(out, config)
-        atomic_write_text(out / "config.toml", to_toml(config))  # epochs may have grown
-    else:
-        out = prepare_run_dir(out, overwrite)
-        atomic_write_text(out / "config.toml", to_toml(config))
-        state = None
-    data = load_dataset(config.dataset, data_dir=data_dir, download=download, progress=progress)
-    x_train = preprocess.apply(data.x_train, preprocess.IMAGE_SCALING)
-    x_test = preprocess.apply(data.x_test, preprocess.IMAGE_SCALING)
-    if not resume:
-        model = build_model(config, x_train.shape[1:], len(data.class_names))
-        optimizer = make_optimizer_for(config, model)
+    claim = claim_run_dir(out, overwrite=overwrite, resume=resume)
+    out = claim.path
+    try:
+        try:
+            model, optimizer, state = _resume_state(out, config) if resume else (None, None, None)
+            data = load_dataset(
+                config.dataset, data_dir=data_dir, download=download, progress=progress
+            )
+            x_train = preprocess.apply(data.x_train, preprocess.IMAGE_SCALING)
+            x_test = preprocess.apply(data.x_test, preprocess.IMAGE_SCALING)
+            if model is None:
+                model = build_model(config, x_train.shape[1:], len(data.class_names))
+                optimizer = make_optimizer_for(config, model)
+            _check_splits(model, data)
+        except BaseException:
+            claim.abandon()
+            raise
+        if not resume:
+            claim.clear_previous()
+        atomic_write_text(out / "config.toml", to_toml(config))  # on resume epochs may grow
+        summary = _train_and_save(
+            config,
+            out,
+            model,
+            optimizer,
+            state,
+            data,
+            x_train,
+            x_test,
+            stream,
+            callbacks,
+            quiet,
+            progress_bar,
+        )
+        if on_finish is not None:
+            on_finish(out)
+        return summary
+    finally:
+        claim.release()
+
+
+def _check_splits(model: Sequential, data) -> None:
+    """Both splits fit the model (shape, labels in range) before the first step: a bad test
+    label must not surface only after all of training."""
+    for split in ("train", "test"):
+        x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
+        if x.shape[1:] != tuple(model.input_shape):
+            raise ValueError(
+                f"{data.name} {split} images have shape {x.shape[1:]}, the model expects "
+                f"{tuple(model.input_shape)}"
+            )
+        check_labels(y, len(x), model.classes, f"{data.name} {split} labels ({data.source})")
+
+
+def _train_and_save(
+    config,
+    out,
+    model,
+    optimizer,
+    state,
+    data,
+    x_train,
+    x_test,
+    stream,
+    callbacks,
+    quiet,
+    progress_bar,
+) -> dict:
+    """Fit, score the test set once, save ``model.npz``; the final line goes to ``stream``."""
     steps_per_epoch = math.ceil(
         (len(x_train) - int(round(len(x_train) * config.val_split))) / config.batch_size
     )
@@ -202,6 +243,7 @@ def run_training(
         ) from None
     seconds = time.perf_counter() - started
     test = model.evaluate(x_test, data.y_test, loss=loss)
+    cross_entropy = model.evaluate(x_test, data.y_test)["loss"] if config.label_smoothing else None
     last = history.records[-1]
     summary = {
         "dataset": data.name,
@@ -212,13 +254,20 @@ def run_training(
         "val_loss": last.get("val_loss"),
         "val_accuracy": last.get("val_accuracy"),
         "test_loss": test["loss"],
+        "test_cross_entropy": test["loss"] if cross_entropy is None else cross_entropy,
         "test_accuracy": test["accuracy"],
     }
     path = save_model(
         out / "model.npz", model, **metadata, training={**summary, "config": _plain(config)}
     )
+    loss_words = (
+        f"cross-entropy {summary['test_cross_entropy']:.4f}, as numlp evaluate reports it; "
+        f"training loss with label smoothing {config.label_smoothing:g}: {test['loss']:.4f}"
+        if config.label_smoothing
+        else f"cross-entropy {test['loss']:.4f}"
+    )
     print(
-        f"test accuracy {test['accuracy']:.2%} (loss {test['loss']:.4f}) after "
+        f"test accuracy {test['accuracy']:.2%} ({loss_words}) after "
         f"{len(history)} epochs in {seconds:.1f}s; model saved to {path}",
         file=stream,
         flush=True,

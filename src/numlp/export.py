@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from numlp._version import __version__
 from numlp.atomic import atomic_write_bytes
 from numlp.layers import (
     GELU,
@@ -114,7 +115,6 @@ def to_onnx(
     proto = helper.make_model(
         graph, producer_name="numlp", opset_imports=[helper.make_opsetid("", opset)]
     )
-    from numlp import __version__
 
     props = {"numlp_version": __version__, **(metadata or {})}
     helper.set_model_props(proto, {k: json.dumps(v) for k, v in props.items()})

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from numlp._version import __version__
 from numlp.atomic import atomic_write_bytes
 from numlp.model import Sequential
 
@@ -42,7 +43,6 @@ def save_model(path, model: Sequential, **metadata) -> Path:
 
 
 def _header(kind: str, model: Sequential, metadata: dict) -> dict:
-    from numlp import __version__
 
     return {
         "format": kind,

@@ -205,9 +205,9 @@ def search_dirs(name: str, data_dir=None) -> list[tuple[str, Path]]:
     info = dataset_info(name)
     places: list[tuple[str, Path]] = []
     if data_dir:
-        places.append(("--data-dir", Path(data_dir)))
+        places.append(("--data-dir", _existing_folder(data_dir, "--data-dir")))
     if os.environ.get("NUMLP_DATA"):
-        places.append(("$NUMLP_DATA", Path(os.environ["NUMLP_DATA"])))
+        places.append(("$NUMLP_DATA", _existing_folder(os.environ["NUMLP_DATA"], "NUMLP_DATA")))
     places.append(("user cache", user_cache_dir()))
     places.extend(("system folder", Path(d)) for d in info.system_dirs)
     out = []
@@ -217,6 +217,17 @@ def search_dirs(name: str, data_dir=None) -> list[tuple[str, Path]]:
         else:
             out.extend([(origin, folder / name), (origin, folder)])
     return out
+
+
+def _existing_folder(path, given_as: str) -> Path:
+    """A folder the user named: one that is not there is an error, never silently passed over."""
+    path = Path(path)
+    if not path.is_dir():
+        what = "is a file, not a folder" if path.exists() else "does not exist"
+        raise DataError(
+            f"{given_as} {path} {what}; point it at the folder holding the dataset's IDX files"
+        )
+    return path
 
 
 def find_file(folder: Path, file: FileInfo) -> Path | None:

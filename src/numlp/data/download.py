@@ -54,21 +54,35 @@ def fetch(
     """
     info = dataset_info(name)
     folder = Path(folder)
+    created = [p for p in (folder, *folder.parents) if not p.exists()]
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise DataError(f"cannot create {folder}: {err.strerror or err}") from None
     mirrors = mirrors or mirrors_for(name)
-    for file in info.files.values():
-        present = find_file(folder, file)
-        if present is not None:
-            try:
-                read_verified(present, file, folder)
-                continue
-            except DataError:
-                pass  # a bad local copy is replaced by a verified download
-        _fetch_file(file, folder, mirrors, progress, retries, timeout)
+    try:
+        for file in info.files.values():
+            present = find_file(folder, file)
+            if present is not None:
+                try:
+                    read_verified(present, file, folder)
+                    continue
+                except DataError:
+                    pass  # a bad local copy is replaced by a verified download
+            _fetch_file(file, folder, mirrors, progress, retries, timeout)
+    except BaseException:
+        _remove_if_empty(created)  # a failed first download leaves no empty cache folder
+        raise
     return folder
+
+
+def _remove_if_empty(folders: list[Path]) -> None:
+    """Remove the folders this fetch created (innermost first) where nothing was kept."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (a file was verified and kept), or not ours to remove
 
 
 def _fetch_file(file: FileInfo, folder: Path, mirrors, progress, retries, timeout) -> None:
