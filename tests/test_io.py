@@ -124,3 +124,65 @@ def test_an_unknown_layer_type_is_refused(tmp_path):
     rewrite(path, header=header)
     with pytest.raises(ModelFileError, match="unknown layer type 'Evil'"):
         load_model(path)
+
+
+def lie_about(path, change):
+    """Rewrite the header of the model file ``path`` through ``change(header)``."""
+    header = read_header(path)
+    change(header)
+    rewrite(path, header=header)
+    return path
+
+
+def widen_first_dense(width):
+    def change(header):
+        header["model"]["layers"][1]["out_features"] = width
+
+    return change
+
+
+@pytest.mark.parametrize("width", [300_000, 1e9, 10**12, True])
+def test_a_header_declaring_a_huge_layer_is_refused_before_allocating_it(tmp_path, width):
+    import tracemalloc
+
+    path = lie_about(save_model(tmp_path / "m.npz", model()), widen_first_dense(width))
+    tracemalloc.start()
+    with pytest.raises(ModelFileError) as err:
+        load_model(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert "architecture in its header is invalid" in str(err.value)
+    assert peak < 5_000_000  # the file's own arrays are a few kB; 784x300000 would be 940 MB
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda h: h.update(dtype="object"), "dtype 'object' in its header is not one of"),
+        (lambda h: h.update(dtype="int8"), "dtype 'int8'"),
+        (lambda h: h.update(class_names=["a"] * 7), "names 7 classes but the model has 3"),
+        (lambda h: h.update(class_names=["a"]), "names 1 classes but the model has 3"),
+        (lambda h: h.update(class_names=[1, 2, 3]), "class_names must be a list of strings"),
+        (lambda h: h.update(class_names="abc"), "class_names must be a list of strings"),
+        (lambda h: h.update(class_names=["a", "b", "c" * 500]), "longer than 200"),
+        (lambda h: h.update(preprocessing={"scale": "abc"}), "scale must be a positive number"),
+        (lambda h: h.update(preprocessing={"scale": -1}), "scale must be a positive number"),
+        (lambda h: h.update(preprocessing={"shift": 1}), "unknown preprocessing steps"),
+        (lambda h: h.update(preprocessing=[1]), "preprocessing must be a table"),
+    ],
+)
+def test_lying_headers_are_refused_naming_the_file(tmp_path, change, message):
+    path = lie_about(save_model(tmp_path / "m.npz", model(), class_names=list("abc")), change)
+    with pytest.raises(ModelFileError) as err:
+        load_model(path)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
+
+
+def test_a_folder_given_as_a_model_says_so_and_points_inside(tmp_path):
+    with pytest.raises(ModelFileError) as err:
+        load_model(tmp_path)
+    assert str(err.value) == f"{tmp_path} is a folder, not a model file"
+    save_model(tmp_path / "model.npz", model())
+    with pytest.raises(ModelFileError) as err:
+        load_model(tmp_path)
+    assert str(err.value).endswith(f"did you mean {tmp_path / 'model.npz'}?")

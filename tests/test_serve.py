@@ -219,3 +219,200 @@ def test_load_from_a_second_process_has_no_errors(server):
     result = json.loads(done.stdout)
     print(result)  # requests per second and latencies go to the note, not into an assertion
     assert result["errors"] == 0 and result["requests"] > 0
+
+
+HOSTILE_NAMES = [
+    "</script><script>window.pwned = 1</script>",
+    '<img src=x onerror="window.pwned = 2">',
+    "<!--",
+    *[str(i) for i in range(3, 10)],
+]
+
+# Serves MODEL with a picture body timeout of 1 s (instead of 10) so that stalls show quickly.
+SERVER_DRIVER = """
+import sys
+import numlp.serve
+numlp.serve.BODY_SECONDS = 1.0
+from numlp.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def start_server(model_path, port, driver=SERVER_DRIVER):
+    process = subprocess.Popen(
+        [sys.executable, "-c", driver, "serve", str(model_path), "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/health", timeout=1) as response:
+                if response.status == 200:
+                    return process, url
+        except OSError:
+            assert process.poll() is None, process.stderr.read()
+            time.sleep(0.1)
+    raise AssertionError("the server did not start")
+
+
+def stop_server(process) -> str:
+    process.terminate()
+    _, err = process.communicate(timeout=10)
+    return err
+
+
+@pytest.fixture(scope="module")
+def hostile_server(model_file, tmp_path_factory):
+    from numlp.io import load_model
+
+    model, header = load_model(model_file)
+    path = tmp_path_factory.mktemp("hostile") / "model.npz"
+    save_model(path, model, class_names=HOSTILE_NAMES, preprocessing={"scale": 1 / 255})
+    process, url = start_server(path, free_port())
+    yield url, process
+    stop_server(process)
+
+
+def test_class_names_from_a_model_file_never_run_in_the_page(hostile_server):
+    url, _ = hostile_server
+    with urllib.request.urlopen(url + "/") as response:
+        page = response.read().decode()
+    assert "</script><script>window.pwned" not in page and "<img src=x" not in page
+    playwright = pytest.importorskip("playwright.sync_api")
+    browser_path = shutil.which("chromium")
+    if browser_path is None:
+        pytest.skip("Chromium is not installed (Debian package chromium; .ci/run installs it)")
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=browser_path, headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page()
+        page.goto(url + "/")
+        box = page.locator("#pad").bounding_box()
+        page.mouse.move(box["x"] + 100, box["y"] + 60)
+        page.mouse.down()
+        page.mouse.move(box["x"] + 140, box["y"] + 220, steps=10)
+        page.mouse.up()
+        page.wait_for_function("Number(document.body.dataset.predictions || 0) > 0")
+        pwned = page.evaluate("window.pwned")
+        names = page.locator("#bars .bar span:first-child").all_inner_texts()
+        images = page.locator("#bars img").count()
+        browser.close()
+    assert pwned is None and images == 0
+    assert names[:3] == HOSTILE_NAMES[:3]  # shown as the text they are
+
+
+def post(url, body, kind, timeout=30):
+    request = urllib.request.Request(url + "/predict", body, {"Content-Type": kind})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
+
+
+def big_png(side) -> bytes:
+    """A mostly white picture of side x side pixels with a dark bar: small file, many pixels."""
+    image = Image.new("L", (side, side), 255)
+    image.paste(0, (side // 2 - side // 40, side // 4, side // 2 + side // 40, 3 * side // 4))
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=True)
+    return buffer.getvalue()
+
+
+def test_pictures_over_the_pixel_cap_are_refused_before_decoding(client):
+    body = big_png(5000)  # 25 megapixels in about 100 kB
+    answer = client.post("/predict", content=body, headers={"content-type": "image/png"})
+    assert answer.status_code == 422
+    assert "5000x5000 pixels is over the limit" in answer.json()["error"]
+
+
+def test_many_large_pictures_neither_freeze_the_server_nor_queue_without_bound(hostile_server):
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, _ = hostile_server
+    body = big_png(4000)  # 16 megapixels: allowed, but costly to decode
+    finished = []
+
+    def picture(_):
+        status, _ = post(url, body, "image/png", timeout=120)
+        finished.append(("picture", status))
+
+    with ThreadPoolExecutor(40) as clients:
+        futures = [clients.submit(picture, i) for i in range(40)]
+        time.sleep(0.2)  # the pictures are in (order matters here, not time)
+        with urllib.request.urlopen(url + "/health", timeout=60) as response:
+            finished.append(("health", response.status))
+        for future in futures:
+            future.result()
+    statuses = [status for kind, status in finished if kind == "picture"]
+    assert ("health", 200) in finished
+    assert finished.index(("health", 200)) < len(finished) - 1  # answered amid the pictures
+    assert set(statuses) <= {200, 503} and statuses.count(503) > 0 and statuses.count(200) > 0
+
+
+@pytest.mark.parametrize(
+    "content, kind, status, message",
+    [
+        (b'{"pixels": [[1' + b"0" * 400 + b"]]}", "application/json", 422, "far too large"),
+        (b'{"pixels": ' + b"[" * 40_000 + b"]" * 40_000 + b"}", "application/json", 422, "deeply"),
+        (bytes(range(256)) * 4, "image/png", 415, "not an image Pillow can read"),
+        (json.dumps({"pixels": [[0] * 28] * 28}).encode(), "application/json", 422, "no ink"),
+        (png(np.zeros((1, 1))), "image/png", 422, "only 1x1 pixels"),
+    ],
+)
+def test_hostile_bodies_get_a_4xx_that_names_the_problem(client, content, kind, status, message):
+    answer = client.post("/predict", content=content, headers={"content-type": kind})
+    assert answer.status_code == status, answer.text
+    error = answer.json()["error"]
+    assert message in error and "object at 0x" not in error
+
+
+def test_stalled_and_abandoned_uploads_leave_no_tracebacks(model_file):
+    process, url = start_server(model_file, free_port())
+    port = int(url.rsplit(":", 1)[1])
+    sockets = []
+    for _ in range(30):  # each promises 1000 bytes, sends 10, then goes away or stalls
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(
+            b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: image/png\r\n"
+            b"Content-Length: 1000\r\n\r\n" + b"0123456789"
+        )
+        sockets.append(s)
+    for s in sockets[:15]:
+        s.close()
+    stalled = sockets[15:]
+    answers = [s.recv(4096).decode(errors="replace") for s in stalled]  # after 1 s: 408
+    for s in stalled:
+        s.close()
+    with urllib.request.urlopen(url + "/health", timeout=10) as response:
+        assert response.status == 200
+    log = stop_server(process)
+    assert all(" 408 " in answer.split("\r\n")[0] for answer in answers), answers[0]
+    assert "Traceback" not in log and "Exception" not in log, log
+
+
+def test_bad_ports_are_one_line_errors_with_status_2(model_file):
+    def serve(port):
+        done = subprocess.run(
+            [sys.executable, "-m", "numlp", "serve", str(model_file), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        return done.returncode, done.stderr.strip()
+
+    code, err = serve(99999)
+    assert code == 2 and err == "numlp: error: --port 99999 is not a port number (0 to 65535)"
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, err = serve(port)
+    assert code == 2 and err == (
+        f"numlp: error: cannot serve on 127.0.0.1:{port}: the port is in use; choose another "
+        "with --port"
+    )

@@ -346,7 +346,6 @@ def _plots_after_training(out: Path, args) -> None:
 def cmd_serve(args) -> int:
     from numlp.serve import serve
 
-    print(f"serving {args.model} at http://{args.host}:{args.port}/ (Ctrl-C stops)", flush=True)
     try:
         serve(args.model, args.host, args.port, args.max_bytes)
     except ImportError as err:
@@ -608,19 +607,22 @@ def _read_array_file(path: Path) -> np.ndarray:
     from numlp.data.idx import IDXError, read_idx
 
     if not path.is_file():
-        raise CLIError(f"{path}: no such file")
+        raise CLIError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
     if path.suffix.lower() in IMAGE_SUFFIXES:
-        from numlp.data.images import to_mnist
+        from numlp.data.images import ImageError, to_mnist
 
         try:
             return to_mnist(path)  # uint8 (28, 28), prepared the way MNIST was
         except ImportError as err:
             raise CLIError(str(err)) from None
+        except ImageError as err:
+            message = str(err)
+            prefix = "" if message.startswith(str(path)) else f"{path}: "
+            raise CLIError(prefix + message) from None
     if path.suffix == ".npy":
-        try:
-            return np.load(path, allow_pickle=False)
-        except ValueError as err:
-            raise CLIError(f"{path}: not a plain .npy array ({err})") from None
+        from numlp.npyfile import read_npy
+
+        return read_npy(path)
     try:
         return read_idx(path)
     except IDXError as err:

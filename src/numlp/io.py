@@ -17,9 +17,12 @@ from pathlib import Path
 
 import numpy as np
 
+from numlp import preprocess
 from numlp._version import __version__
 from numlp.atomic import atomic_write_bytes
+from numlp.layers import LAYERS
 from numlp.model import Sequential
+from numlp.npyfile import NpyError, read_npy_header
 
 FORMAT = "numlp-model"
 CHECKPOINT_FORMAT = "numlp-checkpoint"
@@ -76,14 +79,29 @@ def load_model(path) -> tuple[Sequential, dict]:
     return model, header
 
 
+DTYPES = ("float32", "float64")
+MAX_NAME_LENGTH = 200
+
+
 def _build(path, header: dict, arrays: dict[str, np.ndarray]) -> Sequential:
-    """The model the header describes, with ``arrays`` loaded into it after every check."""
+    """The model the header describes, with ``arrays`` loaded into it after every check.
+
+    The header is untrusted: its dtype, the shapes its layers declare (against the arrays
+    actually stored, before the model is allocated), its class names and preprocessing are
+    all checked, so a lying file costs no more memory than its own arrays."""
+    dtype = header.get("dtype", "float32")
+    if dtype not in DTYPES:
+        raise ModelFileError(f"{path}: dtype {dtype!r} in its header is not one of {DTYPES}")
     try:
-        model = Sequential.from_config(
-            header["model"], dtype=np.dtype(header.get("dtype", "float32"))
-        )
+        _check_declared_shapes(header["model"], arrays)
+        model = Sequential.from_config(header["model"], dtype=np.dtype(dtype))
     except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise ModelFileError(f"{path}: the architecture in its header is invalid: {err}") from None
+    try:
+        preprocess.check(header.get("preprocessing"))
+        _check_class_names(header.get("class_names"), model.classes)
+    except ValueError as err:
+        raise ModelFileError(f"{path}: {err}") from None
     for key, arr in arrays.items():  # untrusted weights: load_state_dict checks the rest
         if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
             raise ModelFileError(f"{path}: {key} contains NaN or Inf; the model is unusable")
@@ -92,6 +110,37 @@ def _build(path, header: dict, arrays: dict[str, np.ndarray]) -> Sequential:
     except ValueError as err:
         raise ModelFileError(f"{path}: arrays do not match the architecture: {err}") from None
     return model
+
+
+def _check_declared_shapes(spec: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Each layer's declared array shapes (:meth:`Layer.state_shapes`) against the stored ones."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list):
+        raise ValueError("it has no list of layers")
+    for i, layer in enumerate(spec["layers"]):
+        if not isinstance(layer, dict) or layer.get("type") not in LAYERS:
+            kind = layer.get("type") if isinstance(layer, dict) else layer
+            raise ValueError(f"layer {i}: unknown layer type {kind!r}")
+        settings = {k: v for k, v in layer.items() if k != "type"}
+        shapes = LAYERS[layer["type"]].state_shapes(settings)
+        for name, shape in (shapes or {}).items():
+            stored = arrays.get(f"layers.{i}.{name}")
+            if stored is None or stored.shape != shape:
+                held = "nothing" if stored is None else f"shape {stored.shape}"
+                raise ValueError(
+                    f"layer {i} ({layer['type']}) declares {name} of shape {shape} but the file "
+                    f"holds {held}"
+                )
+
+
+def _check_class_names(names, classes: int) -> None:
+    if names is None:
+        return
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ValueError("class_names must be a list of strings")
+    if len(names) != classes:
+        raise ValueError(f"it names {len(names)} classes but the model has {classes} outputs")
+    if any(len(n) > MAX_NAME_LENGTH for n in names):
+        raise ValueError(f"a class name is longer than {MAX_NAME_LENGTH} characters")
 
 
 def save_checkpoint(path, model: Sequential, optimizer, state: dict, **metadata) -> Path:
@@ -125,6 +174,11 @@ def load_checkpoint(path) -> tuple[Sequential, dict[str, np.ndarray], dict]:
     return _build(path, header, model_arrays), optimizer_arrays, header
 
 
+_CHECKPOINT_ADVICE = (
+    "; the run cannot continue from it: start it again (numlp train --overwrite) or "
+    "restore the file from a backup"
+)
+
 # deflate cannot expand data by more than about 1032:1
 _MAX_DEFLATE_RATIO = 1100
 
@@ -139,16 +193,10 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
                 raise ModelFileError(f"{path}: unexpected member {info.filename!r} in the archive")
             limit = info.compress_size * (_MAX_DEFLATE_RATIO if info.compress_type else 1)
             with archive.open(info) as member:
-                version = np.lib.format.read_magic(member)
-                if version == (1, 0):
-                    shape, fortran, dtype = np.lib.format.read_array_header_1_0(member)
-                else:
-                    shape, fortran, dtype = np.lib.format.read_array_header_2_0(member)
-                if dtype.hasobject:
-                    raise ModelFileError(
-                        f"{path}: holds pickled Python objects, which numlp never loads "
-                        "(they can run code)"
-                    )
+                try:
+                    shape, fortran, dtype = read_npy_header(member)
+                except NpyError as err:
+                    raise ModelFileError(f"{path}: {err}") from None
                 declared = math.prod(shape) * dtype.itemsize
                 if declared != info.file_size - member.tell() or declared > limit + 1024:
                     raise ModelFileError(
@@ -166,23 +214,30 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 
 def _open(path, expected_format: str = FORMAT) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
+    what = "model" if expected_format == FORMAT else "checkpoint"
+    advice = "" if what == "model" else _CHECKPOINT_ADVICE
+    if path.is_dir():
+        inside = path / f"{what}.npz"
+        hint = f"; did you mean {inside}?" if inside.is_file() else ""
+        raise ModelFileError(f"{path} is a folder, not a {what} file{hint}")
     if not path.is_file():
-        raise ModelFileError(f"{path}: no such model file")
+        raise ModelFileError(f"{path}: no such {what} file")
     try:
         arrays = _read_npz(path)
-    except ModelFileError:
-        raise
+    except ModelFileError as err:
+        raise ModelFileError(f"{err}{advice}") from None
     except Exception as err:  # untrusted bytes: any parse failure means a damaged file
-        raise ModelFileError(f"{path}: not a readable .npz model file ({err})") from None
+        raise ModelFileError(
+            f"{path}: not a readable .npz {what} file, damaged or truncated ({err}){advice}"
+        ) from None
     raw = arrays.pop(HEADER_KEY, None)
     if raw is None or raw.dtype != np.uint8 or raw.ndim != 1:
         raise ModelFileError(f"{path}: has no numlp header; it was not written by numlp")
     try:
         header = json.loads(raw.tobytes().decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ModelFileError(f"{path}: its header is not valid JSON ({err})") from None
     if not isinstance(header, dict) or header.get("format") != expected_format:
-        what = "model" if expected_format == FORMAT else "checkpoint"
         raise ModelFileError(f"{path}: not a numlp {what} file")
     version = header.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:

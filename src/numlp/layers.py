@@ -38,15 +38,16 @@ class Parameter:
         return f"Parameter(shape={self.value.shape}, dtype={self.value.dtype})"
 
 
-LAYERS: dict[str, type[Layer]] = {}
-
-
 class Layer:
     """Base class: a stateless identity with no parameters. Subclasses override what they need."""
 
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        LAYERS[cls.__name__] = cls
+    @classmethod
+    def state_shapes(cls, config: dict) -> dict[str, tuple[int, ...]] | None:
+        """The shapes of the arrays in :meth:`state_dict` of ``cls(**config)``, worked out
+        without building it, so that a model file's claims are checked against its stored
+        arrays before anything is allocated; None where a layer cannot tell (nothing checked
+        ahead). Raises ValueError for settings that cannot build the layer."""
+        return None
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         raise NotImplementedError
@@ -169,6 +170,13 @@ class Dense(Layer):
 
     def parameters(self) -> list[Parameter]:
         return [self.W, self.b]
+
+    @classmethod
+    def state_shapes(cls, config):
+        sizes = [config.get(name) for name in ("in_features", "out_features")]
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in sizes):
+            raise ValueError(f"Dense needs positive integer in_features and out_features: {config}")
+        return {"W": tuple(sizes), "b": (sizes[1],)}
 
     def output_shape(self, input_shape):
         _check_features(self, input_shape, self.in_features)
@@ -384,6 +392,13 @@ class BatchNorm(Layer):
     def config(self):
         return {"features": self.features, "momentum": self.momentum, "eps": self.eps}
 
+    @classmethod
+    def state_shapes(cls, config):
+        features = config.get("features")
+        if not (isinstance(features, int) and not isinstance(features, bool) and features > 0):
+            raise ValueError(f"BatchNorm needs a positive integer features: {config}")
+        return {name: (features,) for name in ("gamma", "beta", "running_mean", "running_var")}
+
     def state_dict(self):
         return {
             "gamma": self.gamma.value,
@@ -441,3 +456,22 @@ def activation(name: str) -> Layer:
     if name not in table:
         raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
     return table[name]()
+
+
+# The layer names a model file may use: an explicit list, so that a file can only ever build
+# these classes. A layer of your own joins with register_layer(MyLayer).
+LAYERS: dict[str, type[Layer]] = {
+    cls.__name__: cls
+    for cls in (Dense, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax, Dropout, BatchNorm, Flatten)
+}
+
+
+def register_layer(cls: type[Layer]) -> type[Layer]:
+    """Let model files name ``cls`` (usable as a class decorator); refuses a taken name."""
+    if not (isinstance(cls, type) and issubclass(cls, Layer)):
+        raise TypeError(f"register_layer takes a Layer subclass, got {cls!r}")
+    taken = LAYERS.get(cls.__name__)
+    if taken is not None and taken is not cls:
+        raise ValueError(f"a layer named {cls.__name__!r} is already registered ({taken!r})")
+    LAYERS[cls.__name__] = cls
+    return cls

@@ -8,6 +8,22 @@ import numpy as np
 IMAGE_SCALING = {"scale": 1 / 255}
 
 
+def check(spec) -> dict | None:
+    """Validate a preprocessing spec read from a file: None or ``{"scale": s}`` with ``s`` a
+    finite positive number. Raises ValueError saying what is wrong."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise ValueError(f"preprocessing must be a table such as {{'scale': 1/255}}, got {spec!r}")
+    unknown = set(spec) - {"scale"}
+    if unknown:
+        raise ValueError(f"unknown preprocessing steps {sorted(unknown)}")
+    scale = spec.get("scale", 1.0)
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < 1e30:
+        raise ValueError(f"preprocessing scale must be a positive number, got {scale!r}")
+    return spec
+
+
 def apply(x: np.ndarray, spec: dict | None) -> np.ndarray:
     """Apply a preprocessing ``spec`` (``{"scale": s}``) to raw integer inputs, as float32.
 
@@ -16,9 +32,7 @@ def apply(x: np.ndarray, spec: dict | None) -> np.ndarray:
     x = np.asarray(x)
     if spec is None or x.dtype.kind == "f":
         return x.astype(np.float32, copy=False)
-    unknown = set(spec) - {"scale"}
-    if unknown:
-        raise ValueError(f"unknown preprocessing steps {sorted(unknown)} in the model file")
+    check(spec)
     out = x.astype(np.float32)
     out *= np.float32(spec.get("scale", 1.0))
     return out

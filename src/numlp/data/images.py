@@ -9,6 +9,7 @@ for files and PIL images; plain arrays work without it.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -18,44 +19,82 @@ class ImageError(ValueError):
     """The picture cannot be turned into a digit (unreadable, empty, no ink)."""
 
 
-def load_image(path) -> np.ndarray:
-    """Read PNG/JPG/BMP/GIF... as a float grayscale array (height, width) in 0..255.
+# A digit needs no more: a 12-megapixel phone photo passes, a decompression bomb does not
+# (Pillow's own limit is 89 megapixels). Checked from the header, before any pixel is decoded.
+MAX_PIXELS = 4096 * 4096
+# Larger pictures are shrunk to this many pixels on the longer side before the NumPy work: the
+# digit ends up 20x20 anyway, and memory and time stay bounded.
+WORK_SIZE = 1024
 
-    Transparent pixels are put on white first, as a drawing on paper would be.
+
+def load_image(source, name: str | None = None) -> np.ndarray:
+    """Read a picture (a path, or the bytes of a PNG/JPG/BMP/GIF/TIFF/WebP file) as a float
+    grayscale array (height, width) in 0..255, at most ``WORK_SIZE`` pixels on a side.
+
+    Transparent pixels are put on white first, as a drawing on paper would be. A picture of
+    more than ``MAX_PIXELS`` pixels is refused from its header, before it is decoded.
     """
     try:
         from PIL import Image, UnidentifiedImageError
     except ImportError:
         raise ImportError("reading images needs Pillow: pip install 'numlp[images]'") from None
-    path = Path(path)
+    if isinstance(source, (bytes, bytearray)):
+        name, opened = name or "the picture", io.BytesIO(source)
+    else:
+        name, opened = str(source), Path(source)
     try:
-        with Image.open(path) as image:
-            return pil_to_gray(image)
-    except (UnidentifiedImageError, OSError) as err:
-        raise ImageError(f"{path}: not an image Pillow can read ({err})") from None
+        with Image.open(opened) as image:
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise ImageError(
+                    f"{name}: {width}x{height} pixels is over the limit of "
+                    f"{MAX_PIXELS / 1e6:.0f} megapixels; a digit needs far fewer, scale it down"
+                )
+            image.draft("RGB" if image.mode == "RGB" else "L", (WORK_SIZE, WORK_SIZE))
+            gray = _pil_gray_image(image)
+            if max(gray.size) > WORK_SIZE:
+                gray.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)
+            return np.asarray(gray, dtype=np.float64)
+    except UnidentifiedImageError:
+        raise ImageError(
+            f"{name}: not an image Pillow can read (PNG, JPEG, BMP, GIF, TIFF or WebP)"
+        ) from None
+    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+        if isinstance(err, ImageError):
+            raise
+        raise ImageError(f"{name}: a damaged or unsupported picture ({err})") from None
 
 
-def pil_to_gray(image) -> np.ndarray:
+def _pil_gray_image(image):
+    """A PIL image as 8-bit grayscale ("L"), transparent parts on white paper."""
     from PIL import Image
 
     if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
-    return np.asarray(image.convert("L"), dtype=np.float64)
+    return image.convert("L")
+
+
+def pil_to_gray(image) -> np.ndarray:
+    return np.asarray(_pil_gray_image(image), dtype=np.float64)
 
 
 def to_mnist(picture) -> np.ndarray:
-    """``picture``: a path, a PIL image, or an array (height, width) or (height, width, 3|4).
+    """``picture``: a path, the bytes of a picture file, a PIL image, or an array (height,
+    width) or (height, width, 3|4).
     Returns uint8 (28, 28): bright ink on black, 20x20 ink box, centred by centre of mass."""
-    if isinstance(picture, (str, Path)):
+    if isinstance(picture, (str, Path, bytes, bytearray)):
         gray = load_image(picture)
     elif hasattr(picture, "convert") and hasattr(picture, "mode"):
         gray = pil_to_gray(picture)
     else:
         gray = _array_to_gray(picture)
-    if gray.ndim != 2 or min(gray.shape) < 2:
-        raise ImageError(f"expected a 2-D picture, got shape {gray.shape}")
+    if gray.ndim != 2:
+        raise ImageError(f"expected a 2-D picture, got an array of shape {gray.shape}")
+    if min(gray.shape) < 2:
+        height, width = gray.shape
+        raise ImageError(f"the picture is only {width}x{height} pixels: too small to hold a digit")
     if not np.all(np.isfinite(gray)):
         raise ImageError("the picture contains NaN or Inf")
     ink = _ink(gray)
