@@ -61,3 +61,84 @@ def test_csv_with_the_wrong_columns_is_refused(tmp_path):
     csv.write_text("a,b,c\n1,2,3\n")
     with pytest.raises(DataError, match="785 columns"):
         import_openml_csv(csv, tmp_path / "out")
+
+
+def small_keras_npz(path, offset=0):
+    rng = np.random.default_rng(offset)
+    np.savez(
+        path,
+        x_train=rng.integers(0, 256, (20, 28, 28)),
+        y_train=np.arange(20) % 10,
+        x_test=rng.integers(0, 256, (5, 28, 28)),
+        y_test=np.arange(5),
+    )
+    return path
+
+
+def cli(*argv):
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "numlp", *map(str, argv)], capture_output=True, text=True
+    )
+    return done.returncode, done.stdout, done.stderr.strip()
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch, mnist_path):
+    """A user cache that holds the verified MNIST (seen by child processes too)."""
+    import shutil
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv("NUMLP_DATA", raising=False)
+    folder = tmp_path / "cache" / "numlp" / "mnist"
+    folder.mkdir(parents=True)
+    for path in mnist_path.glob("*-ubyte.gz"):
+        shutil.copy(path, folder / path.name)
+    return folder
+
+
+def snapshot(folder):
+    return {p.name: p.read_bytes() for p in folder.parent.rglob("*") if p.is_file()}
+
+
+def test_importing_other_content_never_replaces_the_verified_mnist_in_the_cache(cache, tmp_path):
+    before = snapshot(cache)
+    code, _, err = cli("data", "import", small_keras_npz(tmp_path / "mine.npz"))
+    assert code == 2 and "is not the official MNIST content" in err and "--out DIR" in err
+    assert snapshot(cache) == before  # nothing replaced, no staging folder left
+    code, out, _ = cli("data", "import", tmp_path / "mine.npz", "--out", tmp_path / "mine")
+    assert code == 0 and "differs from the official MNIST" in out
+    assert load_dataset("mnist", download=False).x_train.shape == (60000, 28, 28)
+
+
+def test_importing_the_official_content_again_changes_nothing(cache, tmp_path, mnist_arrays_raw):
+    x_train, y_train, x_test, y_test = mnist_arrays_raw
+    npz = tmp_path / "mnist.npz"
+    np.savez(npz, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    before = snapshot(cache)
+    code, out, _ = cli("data", "import", npz)
+    assert code == 0 and "already holds the verified MNIST files" in out
+    assert snapshot(cache) == before
+
+
+def test_an_out_folder_with_idx_files_needs_force(tmp_path):
+    out = tmp_path / "out"
+    assert cli("data", "import", small_keras_npz(tmp_path / "a.npz", 1), "--out", out)[0] == 0
+    first = snapshot(out / "x")
+    code, _, err = cli("data", "import", small_keras_npz(tmp_path / "b.npz", 2), "--out", out)
+    assert code == 2 and "already holds IDX files" in err and "--force" in err
+    assert snapshot(out / "x") == first
+    code, _, _ = cli("data", "import", tmp_path / "b.npz", "--out", out, "--force")
+    assert code == 0 and snapshot(out / "x") != first
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []
+
+
+def test_csv_labels_that_are_not_digits_are_refused(tmp_path):
+    header = ",".join([f"pixel{i}" for i in range(1, 785)] + ["class"])
+    rows = [",".join(["0"] * 784) + f",{label}" for label in (3, 200, 4)]
+    csv = tmp_path / "mnist_784.csv"
+    csv.write_text(header + "\n" + "\n".join(rows) + "\n")
+    with pytest.raises(DataError, match=r"label 200 \(row 2\) is not a class id 0..9"):
+        import_openml_csv(csv, tmp_path / "out", train_size=2)

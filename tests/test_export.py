@@ -57,9 +57,10 @@ def trained(mnist_arrays):
     return model, x_test, y_test
 
 
-def test_onnxruntime_agrees_with_numlp_on_the_whole_mnist_test_set(trained, tmp_path):
+@pytest.mark.parametrize("opset", [13, 17, 21])
+def test_onnxruntime_agrees_with_numlp_on_the_whole_mnist_test_set(trained, tmp_path, opset):
     model, x_test, _ = trained
-    path = export_onnx(model, tmp_path / "m.onnx", {"class_names": list("0123456789")})
+    path = export_onnx(model, tmp_path / "m.onnx", {"class_names": list("0123456789")}, opset=opset)
     onnx.checker.check_model(onnx.load(str(path)), full_check=True)
     logits_onnx = run_onnx(path, x_test)
     logits = model.forward(x_test)
@@ -89,3 +90,21 @@ def test_the_cli_exports_a_saved_model(trained, tmp_path, capsys):
     props = {p.key: json.loads(p.value) for p in onnx.load(str(tmp_path / "o.onnx")).metadata_props}
     assert props["class_names"] == list("abcdefghij")
     assert run_onnx(tmp_path / "o.onnx", x_test[:3]).shape == (3, 10)
+
+
+@pytest.mark.parametrize("opset", [1, 12, 22, 99])
+def test_opsets_the_exporter_does_not_write_are_refused_and_nothing_is_written(
+    trained, tmp_path, capsys, opset
+):
+    from numlp.cli import main
+    from numlp.io import save_model
+
+    model, _, _ = trained
+    save_model(tmp_path / "model.npz", model)
+    argv = ["export", str(tmp_path / "model.npz"), "--onnx", str(tmp_path / "o.onnx")]
+    assert main([*argv, "--opset", str(opset)]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"numlp: error: ONNX opset {opset} is not supported by numlp's exporter: choose 13 to 21 "
+        "(default 17)"
+    )
+    assert not (tmp_path / "o.onnx").exists()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from numlp._version import __version__
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+MAX_SHOWN = 400  # images in one `numlp data show` grid (20 x 20)
 
 
 class CLIError(Exception):
@@ -247,7 +249,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     imp.add_argument("file", type=Path)
     imp.add_argument("--format", choices=["auto", "keras", "openml"], default="auto")
-    imp.add_argument("--out", type=Path, help="folder for the IDX files (default: the user cache)")
+    imp.add_argument(
+        "--out",
+        type=Path,
+        help="folder for the IDX files (default: the user cache, for the official MNIST only)",
+    )
+    imp.add_argument("--force", action="store_true", help="replace IDX files already in --out")
     imp.add_argument("--train-size", type=int, default=60000, help="CSV rows for training")
     imp.set_defaults(handler=cmd_data_import)
     return parser
@@ -407,8 +414,8 @@ def cmd_data_show(args) -> int:
     from numlp.data.datasets import load_dataset
     from numlp.report import PlotsUnavailable, plot_samples
 
-    if args.count < 1:
-        raise CLIError("--count must be at least 1")
+    if not 1 <= args.count <= MAX_SHOWN:
+        raise CLIError(f"--count must be from 1 to {MAX_SHOWN} (one picture of a grid)")
     data = load_dataset(args.name, data_dir=args.data_dir)
     if args.split == "train":
         images, labels = data.x_train, data.y_train
@@ -456,7 +463,7 @@ def cmd_evaluate(args) -> int:
         )
         return 0
     print(f"{data.name} test set: {len(y):,} images")
-    print(f"loss {scores['loss']:.4f}  accuracy {scores['accuracy']:.2%}")
+    print(f"accuracy {scores['accuracy']:.2%}  cross-entropy {scores['loss']:.4f}")
     print()
     print(format_report(cm, names))
     return 0
@@ -570,6 +577,11 @@ def cmd_data_verify(args) -> int:
 
 
 def cmd_data_import(args) -> int:
+    """Convert into a staging folder first; only then decide where the files may go, so that
+    nothing verified is ever replaced by other content and a failure leaves nothing behind."""
+    import shutil
+    import tempfile
+
     from numlp.data.convert import content_hashes, import_keras_npz, import_openml_csv
     from numlp.data.datasets import DATASETS, user_cache_dir
 
@@ -578,16 +590,30 @@ def cmd_data_import(args) -> int:
         kind = {".npz": "keras", ".csv": "openml"}.get(args.file.suffix.lower())
         if kind is None:
             raise CLIError(f"{args.file}: cannot tell the format from the name; pass --format")
-    folder = args.out or user_cache_dir() / "mnist"
-    if kind == "keras":
-        paths = import_keras_npz(args.file, folder)
-    else:
-        paths = import_openml_csv(args.file, folder, args.train_size)
-    official = {r: f.content_sha256 for r, f in DATASETS["mnist"].files.items()}
-    hashes = content_hashes(paths)
-    for path in paths.values():
-        print(f"wrote {path}")
-    if hashes == official:
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise CLIError(f"--out {args.out} is a file, not a folder")
+    target = args.out or user_cache_dir() / "mnist"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".numlp-import-", dir=target.parent))
+    try:
+        if kind == "keras":
+            paths = import_keras_npz(args.file, staging)
+        else:
+            paths = import_openml_csv(args.file, staging, args.train_size)
+        official = {r: f.content_sha256 for r, f in DATASETS["mnist"].files.items()}
+        is_official = content_hashes(paths) == official
+        if not _check_import_target(args, target, is_official):
+            print(f"{target} already holds the verified MNIST files; nothing was changed")
+            return 0
+        target.mkdir(parents=True, exist_ok=True)
+        for path in paths.values():
+            for old in (target / path.name, target / path.name.removesuffix(".gz")):
+                old.unlink(missing_ok=True)  # a stale uncompressed twin would be found first
+            os.replace(path, target / path.name)
+            print(f"wrote {target / path.name}")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    if is_official:
         print("the content is identical to the official MNIST files")
     else:
         print(
@@ -595,6 +621,32 @@ def cmd_data_import(args) -> int:
             "the Python API (numlp.data.read_idx), not as --dataset mnist"
         )
     return 0
+
+
+def _check_import_target(args, target: Path, is_official: bool) -> bool:
+    """Whether to move the imported files into ``target``; refuses (CLIError) where they
+    would replace data the user has."""
+    from numlp.data.datasets import DATASETS, DataError, find_file, load_dataset
+
+    held = [f.name for f in DATASETS["mnist"].files.values() if find_file(target, f)]
+    if args.out is None:
+        if not is_official:
+            raise CLIError(
+                f"{args.file} is not the official MNIST content, so it does not go into the "
+                f"MNIST cache ({target}); pass --out DIR to write it to a folder of its own"
+            )
+        if held:
+            try:
+                load_dataset("mnist", data_dir=target, download=False)
+            except DataError:
+                return True  # what is there is damaged: the verified import repairs it
+            return False  # the same verified content is already there
+    elif held and not args.force:
+        raise CLIError(
+            f"{target} already holds IDX files ({', '.join(held)}); choose another --out, or "
+            "pass --force to replace them"
+        )
+    return True
 
 
 # -- helpers ---------------------------------------------------------------------------------
@@ -685,6 +737,11 @@ def main(argv=None) -> int:
 
     try:
         return args.handler(args)
+    except BrokenPipeError:
+        # The reader went away (`numlp ... | head`): not an error. Point stdout at /dev/null so
+        # that Python's own flush at exit does not complain a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print("numlp: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

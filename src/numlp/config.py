@@ -69,9 +69,10 @@ class TrainConfig:
 
         need(self.dataset in DATASETS, "dataset", f"choose one of {', '.join(DATASETS)}")
         need(
-            len(self.hidden) > 0 and all(isinstance(h, int) and h > 0 for h in self.hidden),
+            0 < len(self.hidden) <= MAX_LAYERS
+            and all(isinstance(h, int) and 0 < h <= MAX_WIDTH for h in self.hidden),
             "hidden",
-            "give positive layer widths such as 512,256",
+            f"give 1 to {MAX_LAYERS} layer widths from 1 to {MAX_WIDTH:,}, such as 512,256",
         )
         need(
             self.activation in ACTIVATIONS, "activation", f"choose one of {', '.join(ACTIVATIONS)}"
@@ -85,14 +86,14 @@ class TrainConfig:
         need(0 <= self.label_smoothing < 1, "label_smoothing", "it must be in [0, 1)")
         need(self.clip_norm >= 0, "clip_norm", "it must be >= 0 (0 turns clipping off)")
         need(
-            isinstance(self.batch_size, int) and self.batch_size > 0,
+            isinstance(self.batch_size, int) and 0 < self.batch_size <= MAX_BATCH,
             "batch_size",
-            "it must be a positive integer",
+            f"it must be an integer from 1 to {MAX_BATCH:,}",
         )
         need(
-            isinstance(self.epochs, int) and self.epochs > 0,
+            isinstance(self.epochs, int) and 0 < self.epochs <= MAX_EPOCHS,
             "epochs",
-            "it must be a positive integer",
+            f"it must be an integer from 1 to {MAX_EPOCHS:,}",
         )
         need(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "it must be in [0, epochs)")
         need(0 <= self.val_split < 1, "val_split", "it must be in [0, 1) (0 means no validation)")
@@ -108,6 +109,13 @@ class TrainConfig:
         return dataclasses.replace(
             self, **{k: v for k, v in changes.items() if v is not None}
         ).validate()
+
+
+# Far beyond any sensible run, and small enough that a typo cannot ask for terabytes or years.
+MAX_EPOCHS = 100_000
+MAX_WIDTH = 65_536
+MAX_LAYERS = 64
+MAX_BATCH = 1 << 20
 
 
 def _positive(value) -> bool:
@@ -127,6 +135,8 @@ def load_config(path, base: TrainConfig | None = None) -> TrainConfig:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as err:
         raise ValueError(f"cannot read config {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"config {path} is not UTF-8 text; save it as UTF-8 TOML") from None
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"config {path} is not valid TOML: {err}") from None
     data = data.get("train", data)  # a [train] table or top-level keys

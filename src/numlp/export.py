@@ -34,6 +34,9 @@ from numlp.layers import (
 from numlp.model import Sequential
 
 DEFAULT_OPSET = 17
+# The opsets whose operators and semantics this exporter writes (Softmax over the last axis
+# from 13 on) and that the tests check in onnxruntime; others are refused, never half-written.
+OPSETS = range(13, 22)
 
 
 def to_onnx(
@@ -52,6 +55,11 @@ def to_onnx(
         raise ImportError("ONNX export needs the onnx package: pip install 'numlp[onnx]'") from None
     if model.input_shape is None:
         raise ValueError("the model's input shape is unknown; build it with input_shape=...")
+    if isinstance(opset, bool) or opset not in OPSETS:
+        raise ValueError(
+            f"ONNX opset {opset!r} is not supported by numlp's exporter: choose "
+            f"{OPSETS.start} to {OPSETS.stop - 1} (default {DEFAULT_OPSET})"
+        )
     nodes, initializers = [], []
     current = "input"
 

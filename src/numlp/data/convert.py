@@ -48,10 +48,18 @@ def _as_uint8(array: np.ndarray, what: str) -> np.ndarray:
     return array.astype(np.uint8)
 
 
+CLASSES = 10  # MNIST's digits (and every IDX dataset numlp knows)
+
+
 def _as_labels(array: np.ndarray, n: int, what: str) -> np.ndarray:
     labels = _as_uint8(np.asarray(array).reshape(-1), what)
     if len(labels) != n:
         raise DataError(f"{what}: {len(labels)} labels for {n} images")
+    if labels.size and labels.max() >= CLASSES:
+        row = int(np.argmax(labels >= CLASSES))
+        raise DataError(
+            f"{what}: label {labels[row]} (row {row + 1}) is not a class id 0..{CLASSES - 1}"
+        )
     return labels
 
 

@@ -25,6 +25,9 @@ MAX_PIXELS = 4096 * 4096
 # Larger pictures are shrunk to this many pixels on the longer side before the NumPy work: the
 # digit ends up 20x20 anyway, and memory and time stay bounded.
 WORK_SIZE = 1024
+_OVER_LIMIT = (
+    f"over the limit of {MAX_PIXELS / 1e6:.1f} megapixels; a digit needs far fewer, scale it down"
+)
 
 
 def load_image(source, name: str | None = None) -> np.ndarray:
@@ -46,10 +49,7 @@ def load_image(source, name: str | None = None) -> np.ndarray:
         with Image.open(opened) as image:
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise ImageError(
-                    f"{name}: {width}x{height} pixels is over the limit of "
-                    f"{MAX_PIXELS / 1e6:.0f} megapixels; a digit needs far fewer, scale it down"
-                )
+                raise ImageError(f"{name}: {width}x{height} pixels is {_OVER_LIMIT}")
             image.draft("RGB" if image.mode == "RGB" else "L", (WORK_SIZE, WORK_SIZE))
             gray = _pil_gray_image(image)
             if max(gray.size) > WORK_SIZE:
@@ -59,7 +59,9 @@ def load_image(source, name: str | None = None) -> np.ndarray:
         raise ImageError(
             f"{name}: not an image Pillow can read (PNG, JPEG, BMP, GIF, TIFF or WebP)"
         ) from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+    except Image.DecompressionBombError:  # Pillow's own, far larger limit, hit on opening
+        raise ImageError(f"{name}: its size is {_OVER_LIMIT}") from None
+    except (OSError, SyntaxError, ValueError) as err:
         if isinstance(err, ImageError):
             raise
         raise ImageError(f"{name}: a damaged or unsupported picture ({err})") from None
