@@ -14,17 +14,30 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def mnist_dir() -> Path | None:
-    for candidate in (os.environ.get("NUMLP_DATA"), ROOT.parent / "shared" / "data" / "mnist"):
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "numlp" / "mnist"
+    places = (os.environ.get("NUMLP_DATA"), ROOT.parent / "shared" / "data" / "mnist", cache)
+    for candidate in places:
         if candidate and (Path(candidate) / "t10k-labels-idx1-ubyte.gz").exists():
             return Path(candidate)
     return None
 
 
+MISSING_MNIST = (
+    "the MNIST files were not found: set NUMLP_DATA to a folder holding the four IDX files "
+    "(`numlp data fetch mnist` downloads them into ~/.cache/numlp/mnist; `numlp data import "
+    "mnist.npz` takes Keras' copy), or set NUMLP_SKIP_MNIST=1 to skip the tests that need them"
+)
+
+
 @pytest.fixture(scope="session")
 def mnist_path() -> Path:
+    """The folder of the real MNIST files. Missing files fail the tests that need them, unless
+    skipping was asked for: a silently skipped core test would pass a broken build."""
     path = mnist_dir()
     if path is None:
-        pytest.skip("MNIST files not found: set NUMLP_DATA to the folder holding them")
+        if os.environ.get("NUMLP_SKIP_MNIST") == "1":
+            pytest.skip("NUMLP_SKIP_MNIST=1: tests on the real MNIST files skipped as asked")
+        pytest.fail(MISSING_MNIST, pytrace=False)
     return path
 
 
