@@ -152,3 +152,12 @@ def test_train_and_evaluate_name_their_losses_so_the_figures_agree(mnist_path, t
     evaluate = ["evaluate", str(tmp_path / "run" / "model.npz"), "--data-dir", str(mnist_path)]
     assert main(evaluate) == 0
     assert f"cross-entropy {cross_entropy}" in capsys.readouterr().out
+
+
+def test_a_metrics_file_with_a_line_that_is_not_a_record_is_named(mnist_path, tmp_path):
+    out = tmp_path / "run"
+    assert main(train_argv(mnist_path, out, 8, 1, "--no-plots")) == 0
+    with open(out / "metrics.jsonl", "a") as f:
+        f.write("5\n")
+    code, _, err = numlp("report", out, "--data-dir", mnist_path)
+    assert "line 2 is not a JSON object of metrics" in one_line_error(code, err)

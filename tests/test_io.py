@@ -169,6 +169,7 @@ def test_a_header_declaring_a_huge_layer_is_refused_before_allocating_it(tmp_pat
         (lambda h: h.update(preprocessing={"scale": -1}), "scale must be a positive number"),
         (lambda h: h.update(preprocessing={"shift": 1}), "unknown preprocessing steps"),
         (lambda h: h.update(preprocessing=[1]), "preprocessing must be a table"),
+        (lambda h: h.update(training=[1]), "training summary in its header is not a table"),
     ],
 )
 def test_lying_headers_are_refused_naming_the_file(tmp_path, change, message):

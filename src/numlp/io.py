@@ -239,6 +239,8 @@ def _open(path, expected_format: str = FORMAT) -> tuple[dict, dict[str, np.ndarr
         raise ModelFileError(f"{path}: its header is not valid JSON ({err})") from None
     if not isinstance(header, dict) or header.get("format") != expected_format:
         raise ModelFileError(f"{path}: not a numlp {what} file")
+    if not isinstance(header.get("training", {}), dict):
+        raise ModelFileError(f"{path}: the training summary in its header is not a table")
     version = header.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
         raise ModelFileError(

@@ -67,9 +67,12 @@ def read_metrics(run: Path) -> list[dict]:
     for number, line in enumerate(path.read_text().splitlines(), start=1):
         if line.strip():
             try:
-                records.append(json.loads(line))
-            except json.JSONDecodeError:
+                record = json.loads(line)
+            except (json.JSONDecodeError, RecursionError):
                 raise ValueError(f"{path}: line {number} is not JSON") from None
+            if not isinstance(record, dict):
+                raise ValueError(f"{path}: line {number} is not a JSON object of metrics")
+            records.append(record)
     return records
 
 
@@ -249,10 +252,10 @@ def make_run_plots(run, data_dir=None, download: bool = True) -> dict[str, Path]
 def html_report(run, out=None) -> Path:
     """One self-contained HTML page (images embedded as data URIs) with the run's settings,
     figures and plots. Plots must exist already (see :func:`make_run_plots`)."""
-    from numlp.io import read_header
+    from numlp.io import load_model
 
     run = Path(run)
-    header = read_header(run / "model.npz")
+    _, header = load_model(run / "model.npz")  # every part of the header checked, not just read
     training = header.get("training", {})
     config_text = (run / "config.toml").read_text() if (run / "config.toml").exists() else ""
     records = read_metrics(run)
