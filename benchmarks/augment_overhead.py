@@ -20,9 +20,8 @@ import numpy as np
 
 from numlp.config import load_config, preset_path
 from numlp.data import load_dataset
-from numlp.data.augment import Augment
-from numlp.experiment import build_model, make_optimizer_for
 from numlp.losses import SoftmaxCrossEntropy
+from numlp.run import build_model, make_optimizer_for
 
 
 def main() -> None:
@@ -34,7 +33,7 @@ def main() -> None:
     args = parser.parse_args()
 
     config = load_config(preset_path(args.preset))
-    augment = Augment(**config.augment_settings())
+    augment = config.augment
     data = load_dataset("mnist", data_dir=args.data_dir, download=False)
     x = data.x_train.astype(np.float32) / 255
     model = build_model(config, x.shape[1:], 10)

@@ -23,7 +23,7 @@ def main() -> None:
     loss = SoftmaxCrossEntropy()
 
     def forward_backward():
-        loss.forward(model._forward(x, training=True), y)
+        loss.forward(model.forward(x, training=True, checked=True), y)
         model.backward(loss.backward())
 
     forward_backward()

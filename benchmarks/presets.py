@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 from numlp.config import load_config, preset_path
-from numlp.data.augment import Augment
 
 
 def run_once(preset: str, seed: int, data_dir: str | None, extra: list[str]) -> dict:
@@ -61,7 +60,7 @@ def run_once(preset: str, seed: int, data_dir: str | None, extra: list[str]) -> 
 def describe(preset: str) -> str:
     config = load_config(preset_path(preset))
     layers = "-".join(str(n) for n in (784, *config.hidden, 10))
-    augment = Augment(**config.augment_settings()).describe()
+    augment = config.augment.describe()
     return f"{layers}, dropout {config.dropout:g}; augmentation: {augment}"
 
 

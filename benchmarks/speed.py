@@ -1,13 +1,13 @@
 """Side-by-side speed benchmark (W1 epoch time, W2 time to 98 %, W3 inference, ceiling, RSS).
 
-Same as `numlp bench`. Install the peers first for a comparison:
+`numlp bench` measures numlp alone; this adds the peers. Install them first:
     pip install torch==2.13.0 scikit-learn threadpoolctl
     python benchmarks/speed.py --data-dir ../shared/data/mnist --json speed.json
 """
 
 import sys
 
-from numlp.bench import main
+from peers import main
 
 if __name__ == "__main__":
     sys.exit(main())

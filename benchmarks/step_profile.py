@@ -32,7 +32,7 @@ def main() -> None:
     model = Sequential([Dense(784, 512), ReLU(), Dense(512, 256), ReLU(), Dense(256, 10)], seed=0)
     optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss = SoftmaxCrossEntropy()
-    model._forward(x[:128], True)
+    model.forward(x[:128], True, checked=True)
     model.backward(np.zeros((128, 10), np.float32))  # marks the first Dense: no input gradient
     parts: dict[str, list[float]] = {}
 

@@ -5,6 +5,7 @@ import pytest
 from conftest import InterruptAt
 
 from numlp import SGD, Dense, Dropout, Flatten, ReLU, Sequential
+from numlp.checkpoint import Checkpoint, load_checkpoint
 from numlp.data.augment import (
     Augment,
     affine_coordinates,
@@ -14,8 +15,7 @@ from numlp.data.augment import (
     random_affine,
     sample_bilinear,
 )
-from numlp.io import load_checkpoint
-from numlp.train import BatchStream, Checkpoint
+from numlp.train import BatchStream
 
 
 def centre_of_mass(images):

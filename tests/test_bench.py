@@ -1,10 +1,17 @@
-"""The benchmark's arithmetic and report (timings themselves are never asserted)."""
+"""The benchmarks' arithmetic and reports, and that each runs (timings are never asserted)."""
 
 import os
+import sys
+from pathlib import Path
 
 import pytest
 
-from numlp.bench import LibraryProcess, markdown, w1_flops
+import numlp.bench
+from numlp.bench import w1_flops
+from numlp.cli import main
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from peers import LibraryProcess, markdown  # noqa: E402
 
 
 def test_w1_flops_count_forward_and_backward_without_the_input_gradient():
@@ -46,3 +53,13 @@ def test_a_library_runs_its_workloads_in_a_process_of_its_own(mnist_path):
     finally:
         library.close()
     assert not library._process.is_alive()
+
+
+def test_numlp_bench_runs_and_reports_against_the_ceiling(mnist_path, monkeypatch, capsys):
+    small = numlp.bench.matmul_ceiling
+    monkeypatch.setattr(numlp.bench, "matmul_ceiling", lambda: small(n=256, repeats=2))
+    assert main(["bench", "--rounds", "1", "--data-dir", str(mnist_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("machine: ") and "GFLOP/s" in lines[0]
+    assert lines[1].startswith("W1 epoch (784-512-256-10, batch 128, SGD momentum): median ")
+    assert "% of the ceiling" in lines[2] and lines[3].startswith("peak RSS ")

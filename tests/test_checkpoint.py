@@ -8,9 +8,8 @@ import pytest
 from conftest import InterruptAt
 
 from numlp import SGD, Callback, Dense, Dropout, ReLU, Sequential, TrainingDiverged
-from numlp.io import load_checkpoint
+from numlp.checkpoint import Checkpoint, load_checkpoint
 from numlp.schedules import Schedule, make_schedule
-from numlp.train import Checkpoint
 
 
 def blobs(n=600, seed=0):

@@ -69,7 +69,7 @@ def test_every_preset_loads_and_says_what_it_is_for():
 
 def test_the_best_and_dataset_presets_augment_and_name_their_dataset():
     best = load_config(preset_path("best"))
-    assert best.dataset == "mnist" and any(best.augment_settings().values())
+    assert best.dataset == "mnist" and best.augment.active
     assert load_config(preset_path("fashion")).dataset == "fashion-mnist"
     assert load_config(preset_path("kmnist")).dataset == "kmnist"
 
@@ -77,3 +77,32 @@ def test_the_best_and_dataset_presets_augment_and_name_their_dataset():
 def test_an_unknown_preset_lists_the_known_ones():
     with pytest.raises(ValueError, match="unknown preset 'huge'; choose one of .*best.*fast"):
         preset_path("huge")
+
+
+def test_distortions_live_in_an_augment_table_and_older_flat_files_still_load(tmp_path):
+    config = TrainConfig().updated(shift=2.0, elastic_alpha=8.0)
+    text = to_toml(config)
+    assert "\n[augment]" in text and "\nshift = 2.0" in text.split("[augment]")[1]
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    assert load_config(path) == config
+    # distortions at the top, as files written before the [augment] table have them
+    path.write_text("epochs = 3\nshift = 2.0\nelastic_alpha = 8.0\n")
+    assert load_config(path) == config.updated(epochs=3)
+    path.write_text("[augment]\nshfit = 1.0\n")
+    with pytest.raises(ValueError, match=r"unknown keys \['augment.shfit'\]"):
+        load_config(path)
+
+
+def test_every_setting_has_a_flag_with_its_default_in_the_help():
+    from numlp.cli import build_parser
+    from numlp.config import SETTINGS
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    flags = {a.dest: a for a in train._actions if a.option_strings}
+    assert set(SETTINGS) <= set(flags)
+    assert flags["lr"].option_strings == ["--lr"] and "(0.001)" in flags["lr"].help
+    assert flags["hidden"].type("64, 32") == (64, 32) and "(512,256)" in flags["hidden"].help
+    assert flags["elastic_alpha"].option_strings == ["--elastic-alpha"]
+    assert "--no-batchnorm" in flags["batchnorm"].option_strings
+    assert flags["optimizer"].choices == ("sgd", "adam", "adamw")

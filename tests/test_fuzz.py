@@ -14,8 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from numlp import Dense, Dropout, ReLU, Sequential
+from numlp.checkpoint import load_checkpoint, save_checkpoint
 from numlp.data.idx import IDXError, idx_bytes, read_idx
-from numlp.io import ModelFileError, load_checkpoint, load_model, save_checkpoint, save_model
+from numlp.io import ModelFileError, load_model, save_model
 from numlp.optim import Adam
 
 FUZZ = settings(

@@ -8,9 +8,8 @@ from conftest import train_argv
 
 from numlp.cli import main
 from numlp.config import load_config, preset_names, preset_path
-from numlp.data.augment import from_config
-from numlp.experiment import build_model, make_optimizer_for
 from numlp.losses import SoftmaxCrossEntropy
+from numlp.run import build_model, make_optimizer_for
 from numlp.schedules import make_schedule
 
 
@@ -31,7 +30,7 @@ def test_each_preset_trains_a_few_steps_on_real_images(name, mnist_arrays):
         loss=SoftmaxCrossEntropy(config.label_smoothing),
         schedule=make_schedule(config.schedule, config.lr, steps, min(steps // 4, 10)),
         seed=0,
-        augment=from_config(config.augment_settings()),
+        augment=config.augment if config.augment.active else None,
     )
     losses = history["loss"]
     assert all(np.isfinite(losses)) and losses[1] < losses[0]
@@ -63,7 +62,7 @@ def test_train_with_a_preset_and_overrides_records_both(mnist_path, tmp_path, ca
     config = load_config(out / "config.toml")
     best = load_config(preset_path("best"))
     assert config.hidden == (32,) and config.epochs == 1 and config.val_split == 0.5
-    assert config.augment_settings() == best.augment_settings()
+    assert config.augment == best.augment
     assert config.dropout == best.dropout and config.lr == best.lr
 
 
@@ -72,7 +71,8 @@ def test_augmentation_flags_go_into_the_run_config(mnist_path, tmp_path, capsys)
     argv = train_argv(mnist_path, out, 16, 1, "--no-plots", "--shift", "2", "--elastic-alpha", "8")
     assert main(argv) == 0
     config = load_config(out / "config.toml")
-    assert (config.shift, config.elastic_alpha, config.rotation) == (2.0, 8.0, 0.0)
+    augment = config.augment
+    assert (augment.shift, augment.elastic_alpha, augment.rotation) == (2.0, 8.0, 0.0)
     assert "augmented (shift 2, elastic_alpha 8, elastic_sigma 4)" in capsys.readouterr().out
 
 

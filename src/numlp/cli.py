@@ -36,14 +36,32 @@ def _int_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from numlp.config import TrainConfig
-    from numlp.data.datasets import DATASETS
-    from numlp.layers import ACTIVATIONS
-    from numlp.optim import OPTIMIZERS
-    from numlp.schedules import SCHEDULES
+def _add_setting_flags(train: argparse.ArgumentParser) -> None:
+    """One flag per setting of :class:`numlp.config.TrainConfig` (``lr`` -> ``--lr``), its
+    type, choices, help and default read off the setting itself; the distortions in a group."""
+    from numlp.config import AUGMENT_FIELDS, TRAIN_FIELDS
 
-    defaults = TrainConfig()
+    augment = train.add_argument_group(
+        "augmentation", "random distortions of every training image, drawn afresh each epoch"
+    )
+    for fields, group in ((TRAIN_FIELDS, train), (AUGMENT_FIELDS, augment)):
+        for name, f in fields.items():
+            flag, default = "--" + name.replace("_", "-"), f.default
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+            options = {"dest": name, "default": None, "help": f"{f.metadata['help']} ({shown})"}
+            options["help"] = options["help"].replace("%", "%%")
+            if isinstance(default, bool):
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, **options)
+            elif isinstance(default, tuple):
+                group.add_argument(flag, type=_int_list, **options)
+            else:
+                choices = f.metadata.get("choices")
+                group.add_argument(flag, type=type(default), choices=choices, **options)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from numlp.data.datasets import DATASETS
+
     parser = argparse.ArgumentParser(
         prog="numlp",
         description="Multilayer perceptrons from scratch in NumPy: train, evaluate, predict.",
@@ -57,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
         "train",
         help="train a model and save it in a run folder",
         description="Train an MLP on an IDX dataset. Prints one line per epoch and the final test "
-        "accuracy; writes model.npz, metrics.jsonl and config.toml into --out. Flags override "
-        "--config or --preset, which override the defaults shown.",
+        "accuracy; writes model.npz, checkpoint.npz (every epoch and on Ctrl-C: what --resume "
+        "continues from), metrics.jsonl and config.toml into --out. Flags override --config or "
+        "--preset, which override the defaults shown in brackets.",
     )
     train.add_argument("--config", type=Path, help="TOML file of settings (keys as the flags)")
     train.add_argument(
@@ -67,51 +86,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="a recipe shipped with numlp: fast (the default), best (99 %% MNIST), fashion, "
         "kmnist; `numlp presets` lists them and shows their files",
     )
-    train.add_argument("--dataset", choices=list(DATASETS), help=f"default {defaults.dataset}")
     train.add_argument("--data-dir", type=Path, help="folder holding the dataset's IDX files")
-    train.add_argument("--hidden", type=_int_list, help="hidden layer widths, default 512,256")
-    train.add_argument("--activation", choices=ACTIVATIONS, help=f"default {defaults.activation}")
-    train.add_argument("--dropout", type=float, help=f"default {defaults.dropout}")
-    train.add_argument(
-        "--batchnorm",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="batch normalisation after each hidden Dense (default off)",
-    )
-    train.add_argument(
-        "--optimizer", choices=list(OPTIMIZERS), help=f"default {defaults.optimizer}"
-    )
-    train.add_argument("--lr", type=float, help=f"peak learning rate, default {defaults.lr}")
-    train.add_argument("--momentum", type=float, help=f"SGD momentum, default {defaults.momentum}")
-    train.add_argument("--weight-decay", type=float, help=f"default {defaults.weight_decay}")
-    train.add_argument("--schedule", choices=SCHEDULES, help=f"default {defaults.schedule}")
-    train.add_argument("--warmup-epochs", type=float, help="linear warm-up, default 0")
-    train.add_argument("--label-smoothing", type=float, help=f"default {defaults.label_smoothing}")
-    train.add_argument("--clip-norm", type=float, help="global gradient-norm limit (0: off)")
-    train.add_argument("--batch-size", type=int, help=f"default {defaults.batch_size}")
-    train.add_argument("--epochs", type=int, help=f"default {defaults.epochs}")
-    train.add_argument(
-        "--val-split",
-        type=float,
-        help=f"fraction of the training data held out, default {defaults.val_split}",
-    )
-    train.add_argument("--seed", type=int, help=f"default {defaults.seed}")
-    augment = train.add_argument_group(
-        "augmentation", "random distortions of every training image, drawn afresh each epoch"
-    )
-    augment.add_argument("--shift", type=float, help="largest shift in pixels, default 0")
-    augment.add_argument("--rotation", type=float, help="largest rotation in degrees, default 0")
-    augment.add_argument("--scale", type=float, help="zoom in [1-S, 1+S], default 0")
-    augment.add_argument("--shear", type=float, help="largest shear in degrees, default 0")
-    augment.add_argument(
-        "--elastic-alpha", type=float, help="elastic distortion strength in pixels, default 0"
-    )
-    augment.add_argument(
-        "--elastic-sigma", type=float, help="elastic field smoothness in pixels, default 4"
-    )
-    augment.add_argument(
-        "--flip", type=float, help="probability of a left-right mirror image, default 0"
-    )
+    _add_setting_flags(train)
     train.add_argument("--out", type=Path, help="run folder, default runs/DATASET-TIMESTAMP")
     train.add_argument("--overwrite", action="store_true", help="reuse a run folder that has files")
     train.add_argument(
@@ -215,9 +191,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     bench = commands.add_parser(
         "bench",
-        help="speed against PyTorch and scikit-learn, side by side",
-        description="Seconds per epoch (W1), time to 98%% (W2), inference (W3), the matmul "
-        "ceiling and peak RSS, with whichever peers are installed.",
+        help="how fast numlp trains here, against the machine's matmul ceiling",
+        description="Seconds per W1 epoch, GFLOP/s against the machine's float32 matmul "
+        "ceiling, and peak RSS. Peers side by side: python benchmarks/speed.py.",
         add_help=False,
     )
     bench.set_defaults(handler=cmd_bench)
@@ -264,11 +240,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_train(args) -> int:
-    from numlp.config import FIELDS, TrainConfig, load_config, preset_path
-    from numlp.experiment import TrainingInterrupted, run_training
+    from numlp.config import SETTINGS, TrainConfig, load_config, preset_path
+    from numlp.run import TrainingInterrupted, run_training
     from numlp.train import TrainingDiverged
 
-    overrides = {key: getattr(args, key) for key in FIELDS}
+    overrides = {key: getattr(args, key) for key in SETTINGS}
     if args.resume:
         others = [k for k, v in overrides.items() if v is not None and k != "epochs"]
         if others or args.config or args.out or args.preset:
@@ -438,9 +414,9 @@ def cmd_data_show(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from numlp.experiment import load_split
     from numlp.io import load_model
     from numlp.metrics import confusion_matrix, format_report, per_class_scores
+    from numlp.run import load_split
 
     model, header = load_model(args.model)
     data, x, y = load_split(header, args.dataset, args.data_dir, not args.no_download)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
 
@@ -20,69 +20,67 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
 from numlp.data.augment import Augment
+from numlp.data.datasets import DATASETS
 from numlp.layers import ACTIVATIONS
 from numlp.optim import OPTIMIZERS
 from numlp.schedules import SCHEDULES
 
+DATASET_NAMES = tuple(DATASETS)
+
+
+def setting(default, help: str, choices=None):
+    """A field of :class:`TrainConfig` with the help its ``numlp train`` flag shows."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
 
 @dataclass
 class TrainConfig:
-    """What to train and how. The defaults are the ``fast`` recipe: >= 98 % on MNIST."""
+    """What to train and how: every setting of ``numlp train``, defined once. Each field carries
+    its default and help; the command-line flags, the TOML keys and the checks all come from
+    here. The defaults are the ``fast`` recipe: >= 98 % on MNIST."""
 
-    dataset: str = "mnist"
-    hidden: tuple[int, ...] = (512, 256)
-    activation: str = "relu"
-    dropout: float = 0.1
-    batchnorm: bool = False
-    optimizer: str = "adamw"
-    lr: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "cosine"
-    warmup_epochs: float = 0.0
-    label_smoothing: float = 0.1
-    clip_norm: float = 0.0
-    batch_size: int = 128
-    epochs: int = 10
-    val_split: float = 0.1
-    seed: int = 0
-    # On-the-fly augmentation of the training images (numlp.data.augment); all 0: none.
-    shift: float = 0.0
-    rotation: float = 0.0
-    scale: float = 0.0
-    shear: float = 0.0
-    elastic_alpha: float = 0.0
-    elastic_sigma: float = 4.0
-    flip: float = 0.0
-
-    def augment_settings(self) -> dict:
-        """The augmentation keys, as :class:`numlp.data.augment.Augment` takes them."""
-        return {name: getattr(self, name) for name in AUGMENT_KEYS}
+    dataset: str = setting("mnist", "dataset to train on", DATASET_NAMES)
+    hidden: tuple[int, ...] = setting((512, 256), "hidden layer widths, e.g. 512,256")
+    activation: str = setting("relu", "activation after each hidden Dense", ACTIVATIONS)
+    dropout: float = setting(0.1, "dropout probability after each hidden activation")
+    batchnorm: bool = setting(False, "batch normalisation after each hidden Dense")
+    optimizer: str = setting("adamw", "update rule", tuple(OPTIMIZERS))
+    lr: float = setting(1e-3, "peak learning rate")
+    momentum: float = setting(0.9, "SGD momentum (Nesterov when > 0)")
+    weight_decay: float = setting(0.0, "weight decay (decoupled for AdamW)")
+    schedule: str = setting("cosine", "learning-rate schedule", SCHEDULES)
+    warmup_epochs: float = setting(0.0, "linear warm-up, in epochs")
+    label_smoothing: float = setting(0.1, "label smoothing of the cross-entropy")
+    clip_norm: float = setting(0.0, "global gradient-norm limit (0: off)")
+    batch_size: int = setting(128, "samples per step")
+    epochs: int = setting(10, "passes over the training data")
+    val_split: float = setting(0.1, "fraction of the training data held out for validation")
+    seed: int = setting(0, "seeds the weights, the split, the order, dropout and distortions")
+    # Random distortions of the training images, drawn afresh each epoch (all 0: none); its
+    # settings are Augment's own fields, and a [augment] table in TOML.
+    augment: Augment = field(default_factory=Augment)
 
     def validate(self) -> TrainConfig:
         """Check every value; raise ValueError naming the key, the value and what is allowed."""
-        from numlp.data.datasets import DATASETS
 
         def need(ok: bool, key: str, allowed: str):
             if not ok:
                 raise ValueError(f"config: {key} = {getattr(self, key)!r} is invalid; {allowed}")
 
-        need(self.dataset in DATASETS, "dataset", f"choose one of {', '.join(DATASETS)}")
+        for name, f in TRAIN_FIELDS.items():
+            choices = f.metadata["choices"]
+            if choices is not None:
+                need(getattr(self, name) in choices, name, f"choose one of {', '.join(choices)}")
         need(
             0 < len(self.hidden) <= MAX_LAYERS
             and all(isinstance(h, int) and 0 < h <= MAX_WIDTH for h in self.hidden),
             "hidden",
             f"give 1 to {MAX_LAYERS} layer widths from 1 to {MAX_WIDTH:,}, such as 512,256",
         )
-        need(
-            self.activation in ACTIVATIONS, "activation", f"choose one of {', '.join(ACTIVATIONS)}"
-        )
         need(0 <= self.dropout < 1, "dropout", "it must be in [0, 1)")
-        need(self.optimizer in OPTIMIZERS, "optimizer", f"choose one of {', '.join(OPTIMIZERS)}")
         need(_positive(self.lr), "lr", "it must be a positive number")
         need(0 <= self.momentum < 1, "momentum", "it must be in [0, 1)")
         need(self.weight_decay >= 0, "weight_decay", "it must be >= 0")
-        need(self.schedule in SCHEDULES, "schedule", f"choose one of {', '.join(SCHEDULES)}")
         need(0 <= self.label_smoothing < 1, "label_smoothing", "it must be in [0, 1)")
         need(self.clip_norm >= 0, "clip_norm", "it must be >= 0 (0 turns clipping off)")
         need(
@@ -98,17 +96,34 @@ class TrainConfig:
         need(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "it must be in [0, epochs)")
         need(0 <= self.val_split < 1, "val_split", "it must be in [0, 1) (0 means no validation)")
         need(isinstance(self.seed, int) and self.seed >= 0, "seed", "it must be an integer >= 0")
-        try:
-            Augment(**self.augment_settings())
-        except (TypeError, ValueError) as err:
-            raise ValueError(f"config: {str(err).replace('Augment: ', '')}") from None
         return self
 
     def updated(self, **changes) -> TrainConfig:
-        """A copy with ``changes`` applied (``None`` values are ignored) and validated."""
-        return dataclasses.replace(
-            self, **{k: v for k, v in changes.items() if v is not None}
-        ).validate()
+        """A copy with ``changes`` applied (``None`` values are ignored; augmentation keys such
+        as ``shift`` go to :attr:`augment`) and validated."""
+        changes = {k: v for k, v in changes.items() if v is not None}
+        distortions = {k: changes.pop(k) for k in list(changes) if k in AUGMENT_FIELDS}
+        augment = _augment(dataclasses.replace, self.augment, **distortions)
+        return dataclasses.replace(self, **changes, augment=augment).validate()
+
+    def flat(self) -> dict:
+        """Every setting under its own key, augmentation included, lists for tuples: the form
+        model and checkpoint headers record (and the one resume compares)."""
+        values = {name: getattr(self, name) for name in TRAIN_FIELDS}
+        values.update(self.augment.config())
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+def _augment(make, *args, **values) -> Augment:
+    """``Augment`` built by ``make``, its complaints turned into a config error."""
+    try:
+        return make(*args, **values)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"config: {str(err).replace('Augment: ', '')}") from None
+
+
+def _positive(value) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
 # Far beyond any sensible run, and small enough that a typo cannot ask for terabytes or years.
@@ -117,19 +132,15 @@ MAX_WIDTH = 65_536
 MAX_LAYERS = 64
 MAX_BATCH = 1 << 20
 
-
-def _positive(value) -> bool:
-    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
-
-
-FIELDS = {f.name: f for f in fields(TrainConfig)}
-AUGMENT_FIELDS = [f.name for f in fields(Augment)]
-# The augmentation keys are Augment's own settings (all but its work-chunk size).
-AUGMENT_KEYS = tuple(name for name in AUGMENT_FIELDS if name != "chunk")
+TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig) if f.name != "augment"}
+AUGMENT_FIELDS = {f.name: f for f in fields(Augment) if f.metadata.get("setting", True)}
+# Every setting by key, as flags and flat TOML keys name them.
+SETTINGS = {**TRAIN_FIELDS, **AUGMENT_FIELDS}
 
 
 def load_config(path, base: TrainConfig | None = None) -> TrainConfig:
-    """Read a TOML file of ``key = value`` lines (keys as in :class:`TrainConfig`) over ``base``."""
+    """Read a TOML file of settings (keys as in :class:`TrainConfig`, distortions in an
+    ``[augment]`` table or, as older files have them, at the top) over ``base``."""
     path = Path(path)
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
@@ -139,20 +150,26 @@ def load_config(path, base: TrainConfig | None = None) -> TrainConfig:
         raise ValueError(f"config {path} is not UTF-8 text; save it as UTF-8 TOML") from None
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"config {path} is not valid TOML: {err}") from None
-    data = data.get("train", data)  # a [train] table or top-level keys
-    unknown = sorted(set(data) - set(FIELDS))
+    data = dict(data.get("train", data))  # a [train] table or top-level keys
+    table = data.pop("augment", {})
+    if not isinstance(table, dict):
+        raise ValueError(f"config {path}: augment must be a table ([augment])")
+    unknown = sorted(set(data) - set(SETTINGS)) + [
+        f"augment.{k}" for k in table if k not in AUGMENT_FIELDS
+    ]
     if unknown:
         raise ValueError(
-            f"config {path}: unknown keys {unknown}; known keys are {', '.join(FIELDS)}"
+            f"config {path}: unknown keys {unknown}; known keys are {', '.join(SETTINGS)}"
         )
-    values = {}
-    for key, value in data.items():
-        values[key] = _coerce(key, value, path)
-    return dataclasses.replace(base or TrainConfig(), **values).validate()
+    values = {key: _coerce(key, value, path) for key, value in {**data, **table}.items()}
+    try:
+        return (base or TrainConfig()).updated(**values)
+    except ValueError as err:
+        raise ValueError(f"config {path}: {str(err).removeprefix('config: ')}") from None
 
 
 def _coerce(key: str, value, path):
-    default = getattr(TrainConfig(), key)
+    default = SETTINGS[key].default
     if isinstance(default, tuple):
         if not isinstance(value, list):
             raise ValueError(f"config {path}: {key} must be a list such as [512, 256]")
@@ -169,10 +186,12 @@ def _coerce(key: str, value, path):
 
 
 def to_toml(config: TrainConfig) -> str:
-    """The configuration as TOML (flat ``key = value`` lines, which :func:`load_config` reads)."""
+    """The configuration as TOML (``key = value`` lines and an ``[augment]`` table), which
+    :func:`load_config` reads back to the same configuration."""
     lines = ["# numlp training configuration: rerun with `numlp train --config THIS_FILE`"]
-    for name in FIELDS:
-        lines.append(f"{name} = {_toml_value(getattr(config, name))}")
+    lines += [f"{name} = {_toml_value(getattr(config, name))}" for name in TRAIN_FIELDS]
+    lines += ["", "[augment]  # random distortions of the training images (0: none)"]
+    lines += [f"{name} = {_toml_value(getattr(config.augment, name))}" for name in AUGMENT_FIELDS]
     return "\n".join(lines) + "\n"
 
 

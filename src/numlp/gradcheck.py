@@ -154,7 +154,7 @@ def check_model(
     def f():
         if before_forward is not None:
             before_forward(model)
-        return loss.forward(model._forward(x, training), y)
+        return loss.forward(model.forward(x, training, checked=True), y)
 
     f()
     grad_in = model.backward(loss.backward(), input_grad=True)

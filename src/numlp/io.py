@@ -41,11 +41,11 @@ def save_model(path, model: Sequential, **metadata) -> Path:
     ``{"scale": 1/255}``), ``dataset``, ``training`` (a summary dict). Returns the path.
     """
     path = Path(path)
-    _write(path, _header(FORMAT, model, metadata), model.state_dict())
+    write_archive(path, archive_header(FORMAT, model, metadata), model.state_dict())
     return path
 
 
-def _header(kind: str, model: Sequential, metadata: dict) -> dict:
+def archive_header(kind: str, model: Sequential, metadata: dict) -> dict:
 
     return {
         "format": kind,
@@ -57,7 +57,7 @@ def _header(kind: str, model: Sequential, metadata: dict) -> dict:
     }
 
 
-def _write(path: Path, header: dict, arrays: dict[str, np.ndarray]) -> None:
+def write_archive(path: Path, header: dict, arrays: dict[str, np.ndarray]) -> None:
     arrays = dict(arrays)
     arrays[HEADER_KEY] = np.frombuffer(json.dumps(header).encode("utf-8"), dtype=np.uint8)
     buffer = io.BytesIO()
@@ -67,15 +67,15 @@ def _write(path: Path, header: dict, arrays: dict[str, np.ndarray]) -> None:
 
 def read_header(path) -> dict:
     """The JSON header of a model file, validated (format and version)."""
-    return _open(path)[0]
+    return open_archive(path)[0]
 
 
 def load_model(path) -> tuple[Sequential, dict]:
     """Load a model file: returns ``(model, header)``. Raises :class:`ModelFileError` if the file
     is not a numlp model, holds pickled objects, comes from a newer format, or its arrays do
     not match its architecture (shape, dtype, NaN or Inf)."""
-    header, arrays = _open(path)
-    model = _build(path, header, arrays)
+    header, arrays = open_archive(path)
+    model = build_from_header(path, header, arrays)
     return model, header
 
 
@@ -83,7 +83,7 @@ DTYPES = ("float32", "float64")
 MAX_NAME_LENGTH = 200
 
 
-def _build(path, header: dict, arrays: dict[str, np.ndarray]) -> Sequential:
+def build_from_header(path, header: dict, arrays: dict[str, np.ndarray]) -> Sequential:
     """The model the header describes, with ``arrays`` loaded into it after every check.
 
     The header is untrusted: its dtype, the shapes its layers declare (against the arrays
@@ -143,37 +143,6 @@ def _check_class_names(names, classes: int) -> None:
         raise ValueError(f"a class name is longer than {MAX_NAME_LENGTH} characters")
 
 
-def save_checkpoint(path, model: Sequential, optimizer, state: dict, **metadata) -> Path:
-    """Write everything needed to continue training exactly: the model's arrays
-    (``model.layers.0.W``...), the optimizer's (``optimizer.0.velocity``...) and, in the header,
-    ``state`` (epoch, batch, RNG states, history; JSON-ready) plus ``metadata``. Atomic."""
-    path = Path(path)
-    optimizer_config = {"type": type(optimizer).__name__, **optimizer.config()}
-    header = _header(
-        CHECKPOINT_FORMAT, model, {"optimizer": optimizer_config, "state": state, **metadata}
-    )
-    arrays = {f"model.{k}": v for k, v in model.state_dict().items()}
-    arrays.update({f"optimizer.{k}": np.asarray(v) for k, v in optimizer.state_dict().items()})
-    _write(path, header, arrays)
-    return path
-
-
-def load_checkpoint(path) -> tuple[Sequential, dict[str, np.ndarray], dict]:
-    """Read a checkpoint: ``(model, optimizer_arrays, header)``; the model is rebuilt and loaded
-    (validated like a model file), the optimizer arrays are for ``Optimizer.load_state_dict``."""
-    header, arrays = _open(path, CHECKPOINT_FORMAT)
-    model_arrays = {k[6:]: v for k, v in arrays.items() if k.startswith("model.")}
-    optimizer_arrays = {k[10:]: v for k, v in arrays.items() if k.startswith("optimizer.")}
-    if len(model_arrays) + len(optimizer_arrays) != len(arrays):
-        raise ModelFileError(f"{path}: holds arrays that are neither model nor optimizer state")
-    if not isinstance(header.get("state"), dict):
-        raise ModelFileError(f"{path}: the checkpoint has no training state in its header")
-    for key, arr in optimizer_arrays.items():
-        if arr.dtype.kind not in "fiu" or not np.all(np.isfinite(arr)):
-            raise ModelFileError(f"{path}: optimizer array {key} is not finite numbers")
-    return _build(path, header, model_arrays), optimizer_arrays, header
-
-
 _CHECKPOINT_ADVICE = (
     "; the run cannot continue from it: start it again (numlp train --overwrite) or "
     "restore the file from a backup"
@@ -212,7 +181,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
     return arrays
 
 
-def _open(path, expected_format: str = FORMAT) -> tuple[dict, dict[str, np.ndarray]]:
+def open_archive(path, expected_format: str = FORMAT) -> tuple[dict, dict[str, np.ndarray]]:
     path = Path(path)
     what = "model" if expected_format == FORMAT else "checkpoint"
     advice = "" if what == "model" else _CHECKPOINT_ADVICE

@@ -39,7 +39,24 @@ class Parameter:
 
 
 class Layer:
-    """Base class: a stateless identity with no parameters. Subclasses override what they need."""
+    """Base class: a stateless identity with no parameters. Subclasses override what they need.
+
+    Besides forward/backward/parameters, a few optional parts of the protocol let
+    :class:`numlp.Sequential` treat every layer alike, a layer of your own included:
+    ``expected_input_shape`` (a layer that fixes its input width), ``generators`` (a layer with
+    randomness of its own, seeded by ``fit`` and saved in checkpoints), ``needs_input_grad``
+    (may be honoured by skipping the input gradient), ``init_transparent`` and
+    ``outputs_probabilities``.
+    """
+
+    # Set false by the model on its first layer with parameters: that layer's input is data, so
+    # it may skip computing the gradient for it (Dense saves a matrix product) and return None.
+    needs_input_grad: bool = True
+    # A Dense with init="auto" picks its initialiser from the first layer after it that is not
+    # transparent here (normalisation and dropout leave the activation that follows in charge).
+    init_transparent: bool = False
+    # True for a layer whose outputs are probabilities already (Softmax).
+    outputs_probabilities: bool = False
 
     @classmethod
     def state_shapes(cls, config: dict) -> dict[str, tuple[int, ...]] | None:
@@ -61,6 +78,17 @@ class Layer:
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Per-sample output shape for a per-sample ``input_shape``; raises ValueError if wrong."""
         return tuple(input_shape)
+
+    def expected_input_shape(self) -> tuple[int, ...] | None:
+        """The per-sample input shape this layer requires, where it fixes one (Dense: its
+        ``in_features``); lets a model infer its input shape and its number of outputs."""
+        return None
+
+    def generators(self) -> list[np.random.Generator]:
+        """The random generators the layer draws from in training (Dropout's masks). ``fit``
+        seeds them from its own seed and checkpoints save their states, so a resumed run
+        draws exactly what an uninterrupted one would."""
+        return []
 
     def config(self) -> dict:
         """Constructor arguments that rebuild this layer (saved in model files)."""
@@ -86,8 +114,11 @@ class Layer:
                 raise ValueError(f"{self!r}: array {name!r} has dtype {new.dtype}, not float")
             current[...] = new
 
-    def reset_parameters(self, rng: np.random.Generator) -> None:
-        """Draw fresh initial parameters (no-op for layers without any)."""
+    def reset_parameters(
+        self, rng: np.random.Generator, next_activation: str | None = None
+    ) -> None:
+        """Draw fresh initial parameters (no-op for layers without any). ``next_activation`` is
+        the class name of the activation that follows, for initialisers that depend on it."""
 
     def astype(self, dtype) -> None:
         """Cast parameters and buffers to ``dtype`` in place (e.g. float64 for gradient checks)."""
@@ -136,14 +167,13 @@ class Dense(Layer):
         self.in_features = int(in_features)
         self.out_features = int(out_features)
         self.init = init
-        self.needs_input_grad = True
         self.W = Parameter(np.zeros((self.in_features, self.out_features), dtype=dtype))
         self.b = Parameter(np.zeros(self.out_features, dtype=dtype), decay=False)
         self._x: np.ndarray | None = None
         self.reset_parameters(rng if rng is not None else np.random.default_rng())
 
-    def reset_parameters(self, rng: np.random.Generator, init: str | None = None) -> None:
-        name = init or (self.init if self.init != "auto" else initializers.recommended(None))
+    def reset_parameters(self, rng: np.random.Generator, next_activation: str | None = None):
+        name = self.init if self.init != "auto" else initializers.recommended(next_activation)
         dtype = self.W.value.dtype
         self.W.value[...] = initializers.initialize(
             name, self.in_features, self.out_features, rng, dtype
@@ -181,6 +211,9 @@ class Dense(Layer):
     def output_shape(self, input_shape):
         _check_features(self, input_shape, self.in_features)
         return (self.out_features,)
+
+    def expected_input_shape(self):
+        return (self.in_features,)
 
     def config(self) -> dict:
         return {
@@ -274,6 +307,8 @@ class Softmax(Layer):
     it fuses softmax and the log and is stable where this layer followed by a log is not.
     """
 
+    outputs_probabilities = True
+
     def forward(self, x, training=False):
         self._out = softmax(x)
         return self._out
@@ -297,8 +332,13 @@ class Dropout(Layer):
         self.rng = rng if rng is not None else np.random.default_rng()
         self._mask = None
 
-    def reset_parameters(self, rng):
-        self.rng = rng
+    init_transparent = True
+
+    def reset_parameters(self, rng, next_activation=None):
+        self.rng = rng.spawn(1)[0]  # a stream of its own, so masks never shift weight draws
+
+    def generators(self):
+        return [self.rng]
 
     def forward(self, x, training=False):
         if not training or self.p == 0:
@@ -342,7 +382,9 @@ class BatchNorm(Layer):
         self.running_mean = np.zeros(self.features, dtype=dtype)
         self.running_var = np.ones(self.features, dtype=dtype)
 
-    def reset_parameters(self, rng):
+    init_transparent = True
+
+    def reset_parameters(self, rng, next_activation=None):
         self.gamma.value[...] = 1
         self.beta.value[...] = 0
         self.running_mean[...] = 0
@@ -387,6 +429,9 @@ class BatchNorm(Layer):
 
     def output_shape(self, input_shape):
         _check_features(self, input_shape, self.features)
+        return (self.features,)
+
+    def expected_input_shape(self):
         return (self.features,)
 
     def config(self):

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from numlp import init as initializers
+from numlp.checks import check_inputs
 from numlp.layers import (
     LAYERS,
     BatchNorm,
@@ -19,37 +19,12 @@ from numlp.layers import (
     Dropout,
     Flatten,
     Layer,
-    Softmax,
     activation,
     sigmoid,
     softmax,
 )
 from numlp.losses import Loss, SoftmaxCrossEntropy, check_labels
-
-
-def check_inputs(x, input_shape: tuple[int, ...] | None, who: str = "input") -> np.ndarray:
-    """Validate a batch ``x: (batch, *input_shape)`` of real numbers; return it as an ndarray.
-
-    Raises ValueError naming what is wrong (dtype, shape, NaN/Inf) and how to fix it.
-    """
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiu":
-        raise ValueError(f"{who}: expected real numbers, got an array of dtype {x.dtype}")
-    if x.ndim < 2:
-        raise ValueError(
-            f"{who}: expected a batch of shape (batch, features), got shape {x.shape}; "
-            "for one sample use x[None]"
-        )
-    if input_shape is not None and x.shape[1:] != tuple(input_shape):
-        expected = ", ".join(map(str, input_shape))
-        hint = ""
-        if math.prod(x.shape[1:]) == math.prod(input_shape):
-            hint = f"; reshape it with x.reshape(len(x), {expected})"
-        raise ValueError(f"{who}: the model expects shape (batch, {expected}), got {x.shape}{hint}")
-    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
-        bad = np.argwhere(~np.isfinite(x))[0]
-        raise ValueError(f"{who}: contains NaN or Inf (first at index {tuple(bad.tolist())})")
-    return x
+from numlp.train import fit
 
 
 class Sequential:
@@ -80,15 +55,12 @@ class Sequential:
             if not isinstance(layer, Layer):
                 raise ValueError(f"layer {i} is a {type(layer).__name__}, not a numlp Layer")
         if input_shape is None:
-            first = self.layers[0]
-            if isinstance(first, Dense):
-                input_shape = (first.in_features,)
-            elif isinstance(first, BatchNorm):
-                input_shape = (first.features,)
+            input_shape = self.layers[0].expected_input_shape()
         self.input_shape = tuple(int(d) for d in input_shape) if input_shape is not None else None
         self.seed = seed
         self.stop_training = False
         self._check_chain()
+        self._skip_data_gradient()
         self.dtype = np.dtype(np.float32)
         self.initialize(seed)
         if np.dtype(dtype) != self.dtype:
@@ -100,18 +72,29 @@ class Sequential:
         """Walk per-sample shapes through the layers; a mismatch names the layer at fault."""
         shape = self.input_shape
         for i, layer in enumerate(self.layers):
-            if shape is None:
-                # Unknown input (Flatten first): skip until a layer fixes the feature count.
-                if isinstance(layer, Dense):
-                    shape = (layer.out_features,)
-                continue
             try:
-                shape = layer.output_shape(shape)
+                if shape is None:  # unknown input (Flatten first): start where a layer fixes it
+                    fixed = layer.expected_input_shape()
+                    shape = layer.output_shape(fixed) if fixed is not None else None
+                else:
+                    shape = layer.output_shape(shape)
             except ValueError as err:
                 previous = f"layer {i - 1} ({self.layers[i - 1]!r})" if i else "the input"
                 raise ValueError(
                     f"layer {i} ({layer!r}) does not fit after {previous}: {err}"
                 ) from None
+
+    def set_input_shape(self, input_shape: tuple[int, ...]) -> None:
+        """Fix the per-sample input shape (``fit`` does it from the data when it is unknown)
+        and check every layer against it."""
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self._check_chain()
+
+    def _skip_data_gradient(self) -> None:
+        """The first layer with parameters sees data: it need not compute its input gradient."""
+        first = next((layer for layer in self.layers if layer.parameters()), None)
+        for layer in self.layers:
+            layer.needs_input_grad = layer is not first
 
     def output_shapes(self) -> list[tuple[int, ...] | None]:
         """Per-sample output shape of every layer (None where the input shape is unknown)."""
@@ -123,38 +106,36 @@ class Sequential:
 
     @property
     def classes(self) -> int:
-        """Number of outputs of the last layer that has a fixed width."""
-        for layer in reversed(self.layers):
-            if isinstance(layer, Dense):
-                return layer.out_features
-            if isinstance(layer, BatchNorm):
-                return layer.features
-        raise ValueError("the model has no Dense layer, so its number of outputs is unknown")
-
-    def _dense_layers(self) -> list[Dense]:
-        return [layer for layer in self.layers if isinstance(layer, Dense)]
+        """Number of outputs (the width of the last layer's output)."""
+        shape = None
+        for layer in self.layers:
+            if shape is None:
+                fixed = layer.expected_input_shape()
+                shape = layer.output_shape(fixed) if fixed is not None else None
+            else:
+                shape = layer.output_shape(shape)
+        if shape is None:
+            raise ValueError("the model's number of outputs is unknown: no layer fixes a width")
+        return shape[-1]
 
     def initialize(self, seed: int | None = None) -> None:
-        """(Re)draw every parameter from ``seed``. A Dense with ``init="auto"`` gets the
-        initialiser that suits the next activation (He before ReLU, Xavier before tanh...)."""
+        """(Re)draw every parameter from ``seed``. Each layer is told which activation follows
+        it, so that a Dense with ``init="auto"`` gets the initialiser that suits it (He before
+        ReLU, Xavier before tanh...)."""
         rng = np.random.default_rng(seed)
         for i, layer in enumerate(self.layers):
-            if isinstance(layer, Dense):
-                init = layer.init
-                if init == "auto":
-                    init = initializers.recommended(self._next_activation(i))
-                layer.reset_parameters(rng, init)
-            elif isinstance(layer, Dropout):
-                layer.reset_parameters(rng.spawn(1)[0])
-            else:
-                layer.reset_parameters(rng)
+            layer.reset_parameters(rng, self._next_activation(i))
 
     def _next_activation(self, i: int) -> str | None:
         for layer in self.layers[i + 1 :]:
-            if isinstance(layer, (BatchNorm, Dropout)):
+            if layer.init_transparent:
                 continue
-            return None if isinstance(layer, Dense) else type(layer).__name__
+            return None if layer.parameters() else type(layer).__name__
         return None
+
+    def generators(self) -> list[np.random.Generator]:
+        """Every layer's random generators, in order (see :meth:`Layer.generators`)."""
+        return [g for layer in self.layers for g in layer.generators()]
 
     def parameters(self):
         """All trainable parameters, layer by layer (the optimizer's only view of the model)."""
@@ -172,30 +153,34 @@ class Sequential:
 
     # -- the math ------------------------------------------------------------------------
 
-    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """Outputs (logits) for ``x: (batch, *input_shape)``, validated first."""
-        x = check_inputs(x, self.input_shape)
-        return self._forward(x.astype(self.dtype, copy=False), training)
-
-    def _forward(self, x: np.ndarray, training: bool) -> np.ndarray:
+    def forward(self, x: np.ndarray, training: bool = False, checked: bool = False) -> np.ndarray:
+        """Outputs (logits) for ``x: (batch, *input_shape)``. ``x`` is validated first unless
+        ``checked`` says the caller did so already (``fit`` checks the whole set once, not
+        every batch)."""
+        if not checked:
+            x = check_inputs(x, self.input_shape)
+        x = x.astype(self.dtype, copy=False)
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
 
     def backward(self, grad_out: np.ndarray, input_grad: bool = False) -> np.ndarray | None:
         """Backpropagate ``grad_out`` (d loss / d outputs) through every layer, setting each
-        ``param.grad``. Returns d loss / d input when ``input_grad`` is true, else None (the first
-        Dense then skips the product it would need for that)."""
-        first_dense = next((i for i, layer in enumerate(self.layers) if layer.parameters()), None)
-        for i, layer in enumerate(self.layers):
-            if isinstance(layer, Dense):
-                layer.needs_input_grad = input_grad or i != first_dense
-        grad = grad_out
-        for layer in reversed(self.layers):
-            grad = layer.backward(grad)
-            if grad is None:
-                return None
-        return grad
+        ``param.grad``. Returns d loss / d input when ``input_grad`` is true, else None (the
+        first layer with parameters then skips the product it would need for that)."""
+        if input_grad:
+            for layer in self.layers:
+                layer.needs_input_grad = True
+        try:
+            grad = grad_out
+            for layer in reversed(self.layers):
+                grad = layer.backward(grad)
+                if grad is None:
+                    return None
+            return grad
+        finally:
+            if input_grad:
+                self._skip_data_gradient()
 
     # -- using the model -----------------------------------------------------------------
 
@@ -205,8 +190,8 @@ class Sequential:
         x = check_inputs(x, self.input_shape)
         parts = []
         for start in range(0, len(x), batch_size):
-            out = self._forward(x[start : start + batch_size].astype(self.dtype, copy=False), False)
-            if isinstance(self.layers[-1], Softmax):
+            out = self.forward(x[start : start + batch_size], checked=True)
+            if self.layers[-1].outputs_probabilities:
                 parts.append(out)
             elif out.shape[1] == 1:
                 p = sigmoid(out)
@@ -238,9 +223,9 @@ class Sequential:
             y = check_labels(y, len(y), self.classes, "evaluate: y")
         total, correct = 0.0, 0
         for start in range(0, len(x), batch_size):
-            xb = x[start : start + batch_size].astype(self.dtype, copy=False)
+            xb = x[start : start + batch_size]
             yb = y[start : start + batch_size]
-            out = self._forward(xb, False)
+            out = self.forward(xb, checked=True)
             total += loss.forward(out, yb) * len(xb)
             if classification:
                 correct += int(np.count_nonzero(out.argmax(axis=1) == yb))
@@ -251,8 +236,6 @@ class Sequential:
 
     def fit(self, x, y, **kwargs):
         """Train on ``(x, y)``; see :func:`numlp.train.fit` for the arguments. Returns a History."""
-        from numlp.train import fit
-
         return fit(self, x, y, **kwargs)
 
     def summary(self) -> str:

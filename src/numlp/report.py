@@ -224,10 +224,10 @@ def plot_comparison(runs: dict[str, list[dict]], path) -> Path:
 
 def make_run_plots(run, data_dir=None, download: bool = True) -> dict[str, Path]:
     """Every plot of a run folder, written into it; returns name -> path."""
-    from numlp.experiment import load_split
     from numlp.io import load_model
     from numlp.layers import Dense
     from numlp.metrics import confusion_matrix
+    from numlp.run import load_split
 
     run = Path(run)
     require_matplotlib()

@@ -7,6 +7,7 @@ so resuming a run only needs the step number.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 
 class Schedule:
@@ -142,3 +143,25 @@ def make_schedule(name: str, lr: float, total_steps: int, warmup_steps: int = 0)
             raise ValueError("the onecycle schedule warms up by itself: use warmup 0 with it")
         schedule = OneCycle(lr, total_steps)
     return Warmup(schedule, warmup_steps) if warmup_steps else schedule
+
+
+@dataclass(frozen=True)
+class SchedulePlan:
+    """A schedule by name whose length is not known yet: ``fit`` builds it once it knows how
+    many steps the run has (after the validation split, at its batch size), so that no caller
+    has to work the step count out for itself."""
+
+    name: str
+    lr: float
+    warmup_epochs: float = 0.0
+
+    def build(self, epochs: int, steps_per_epoch: int) -> Schedule:
+        warmup = int(round(self.warmup_epochs * steps_per_epoch))
+        return make_schedule(self.name, self.lr, epochs * steps_per_epoch, warmup)
+
+
+def plan(name: str, lr: float, warmup_epochs: float = 0.0) -> SchedulePlan:
+    """``fit(..., schedule=plan("cosine", 1e-3, warmup_epochs=1))``: see :class:`SchedulePlan`."""
+    if name not in SCHEDULES:
+        raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    return SchedulePlan(name, lr, warmup_epochs)

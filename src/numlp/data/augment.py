@@ -16,7 +16,7 @@ Rows are ``y`` (down) and columns ``x`` (right); a positive shift moves the cont
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -47,14 +47,19 @@ class Augment:
         Images processed at a time, so that the temporaries stay in the CPU caches.
     """
 
-    shift: float = 0.0
-    rotation: float = 0.0
-    scale: float = 0.0
-    shear: float = 0.0
-    elastic_alpha: float = 0.0
-    elastic_sigma: float = 4.0
-    flip: float = 0.0
-    chunk: int = 256
+    # The help of each setting is what `numlp train --help` shows for its flag.
+    shift: float = field(default=0.0, metadata={"help": "largest shift in pixels"})
+    rotation: float = field(default=0.0, metadata={"help": "largest rotation in degrees"})
+    scale: float = field(default=0.0, metadata={"help": "zoom in [1-S, 1+S]"})
+    shear: float = field(default=0.0, metadata={"help": "largest shear in degrees"})
+    elastic_alpha: float = field(
+        default=0.0, metadata={"help": "elastic distortion strength in pixels (0: none)"}
+    )
+    elastic_sigma: float = field(
+        default=4.0, metadata={"help": "elastic field smoothness in pixels"}
+    )
+    flip: float = field(default=0.0, metadata={"help": "probability of a left-right mirror image"})
+    chunk: int = field(default=256, metadata={"setting": False})  # work size, not a recipe
 
     def __post_init__(self):
         for f in fields(self):

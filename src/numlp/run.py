@@ -1,37 +1,39 @@
 """A whole training run from a :class:`~numlp.config.TrainConfig`: data, model, fit, test, files.
 
-This is what ``numlp train`` does, as a Python function, so that the CLI stays a thin shell.
-A run folder receives ``config.toml`` (at the start), ``metrics.jsonl`` (one line per epoch),
-``checkpoint.npz`` (every epoch and on Ctrl-C: enough to resume exactly) and ``model.npz``
-(at the end); every file is written atomically, so a crash never leaves a broken one.
+This is what ``numlp train`` does, as one Python function, :func:`run_training`, so that the
+CLI stays a thin shell. It reads top-down: claim the run folder, load and check the data, build
+(or resume) the model, fit, score the test set once, save. A run folder receives
+``config.toml``, ``metrics.jsonl`` (one line per epoch), ``checkpoint.npz`` (every epoch and on
+Ctrl-C: enough to resume exactly) and ``model.npz`` (at the end); every file is written
+atomically, so a crash never leaves a broken one.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from numlp import preprocess
 from numlp.atomic import atomic_write_text
+from numlp.checkpoint import Checkpoint, load_checkpoint
 from numlp.config import TrainConfig, to_toml
-from numlp.data import augment as augmentation
-from numlp.data.datasets import load_dataset
-from numlp.io import load_checkpoint, save_model
+from numlp.data.datasets import Dataset, load_dataset
+from numlp.io import save_model
 from numlp.losses import SoftmaxCrossEntropy, check_labels
 from numlp.model import Sequential, mlp
-from numlp.optim import SGD, make_optimizer
+from numlp.optim import SGD, Optimizer, make_optimizer
 from numlp.rundir import claim_run_dir
-from numlp.schedules import make_schedule
-from numlp.train import Callback, Checkpoint, EpochLogger
+from numlp.schedules import plan
+from numlp.train import Callback, EpochLogger
 
 
 class TrainingInterrupted(Exception):
-    """Ctrl-C stopped training after saving a checkpoint; ``resume_hint`` says how to go on."""
+    """Ctrl-C stopped training after saving a checkpoint; the message says how to go on."""
 
     def __init__(self, out: Path, epoch: int, batch: int):
         self.out, self.epoch, self.batch = out, epoch, batch
@@ -54,7 +56,8 @@ def build_model(config: TrainConfig, input_shape: tuple[int, ...], classes: int)
     )
 
 
-def make_optimizer_for(config: TrainConfig, model: Sequential):
+def make_optimizer_for(config: TrainConfig, model: Sequential) -> Optimizer:
+    """The optimizer ``config`` names, over ``model``'s parameters (SGD: Nesterov momentum)."""
     kwargs = {"lr": config.lr, "weight_decay": config.weight_decay}
     if config.clip_norm:
         kwargs["clip_norm"] = config.clip_norm
@@ -79,6 +82,19 @@ class MetricsWriter(Callback):
     def on_epoch_end(self, epoch, logs):
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(logs) + "\n")
+
+
+@dataclass
+class Prepared:
+    """What a run trains: its model and optimizer (new or resumed), the training state to resume
+    from (None for a new run) and the data, scaled as the model sees it."""
+
+    model: Sequential
+    optimizer: Optimizer
+    state: dict | None
+    data: Dataset
+    x_train: np.ndarray
+    x_test: np.ndarray
 
 
 def run_training(
@@ -111,48 +127,38 @@ def run_training(
     """
     config.validate()
     stream = stream or sys.stdout
-    claim = claim_run_dir(out, overwrite=overwrite, resume=resume)
-    out = claim.path
-    try:
+    with claim_run_dir(out, overwrite=overwrite, resume=resume) as claim:
         try:
-            model, optimizer, state = _resume_state(out, config) if resume else (None, None, None)
-            data = load_dataset(
-                config.dataset, data_dir=data_dir, download=download, progress=progress
-            )
-            x_train = preprocess.apply(data.x_train, preprocess.IMAGE_SCALING)
-            x_test = preprocess.apply(data.x_test, preprocess.IMAGE_SCALING)
-            if model is None:
-                model = build_model(config, x_train.shape[1:], len(data.class_names))
-                optimizer = make_optimizer_for(config, model)
-            _check_splits(model, data)
+            prepared = _prepare(config, claim.path, resume, data_dir, download, progress)
         except BaseException:
             claim.abandon()
             raise
         if not resume:
             claim.clear_previous()
-        atomic_write_text(out / "config.toml", to_toml(config))  # on resume epochs may grow
-        summary = _train_and_save(
-            config,
-            out,
-            model,
-            optimizer,
-            state,
-            data,
-            x_train,
-            x_test,
-            stream,
-            callbacks,
-            quiet,
-            progress_bar,
-        )
+        atomic_write_text(claim.path / "config.toml", to_toml(config))  # epochs may grow
+        if not quiet:
+            print(_first_line(config, claim.path, prepared), file=stream, flush=True)
+        shown = _progress_callbacks(stream, quiet, progress_bar)
+        summary = _fit_and_save(config, claim.path, prepared, [*shown, *callbacks], stream)
         if on_finish is not None:
-            on_finish(out)
+            on_finish(claim.path)
         return summary
-    finally:
-        claim.release()
 
 
-def _check_splits(model: Sequential, data) -> None:
+def _prepare(config, out: Path, resume: bool, data_dir, download, progress) -> Prepared:
+    """The model (resumed from ``out`` or new) and the checked data; nothing is written."""
+    model, optimizer, state = _resume_state(out, config) if resume else (None, None, None)
+    data = load_dataset(config.dataset, data_dir=data_dir, download=download, progress=progress)
+    x_train = preprocess.apply(data.x_train, preprocess.IMAGE_SCALING)
+    x_test = preprocess.apply(data.x_test, preprocess.IMAGE_SCALING)
+    if model is None:
+        model = build_model(config, x_train.shape[1:], len(data.class_names))
+        optimizer = make_optimizer_for(config, model)
+    _check_splits(model, data)
+    return Prepared(model, optimizer, state, data, x_train, x_test)
+
+
+def _check_splits(model: Sequential, data: Dataset) -> None:
     """Both splits fit the model (shape, labels in range) before the first step: a bad test
     label must not surface only after all of training."""
     for split in ("train", "test"):
@@ -165,114 +171,108 @@ def _check_splits(model: Sequential, data) -> None:
         check_labels(y, len(x), model.classes, f"{data.name} {split} labels ({data.source})")
 
 
-def _train_and_save(
-    config,
-    out,
-    model,
-    optimizer,
-    state,
-    data,
-    x_train,
-    x_test,
-    stream,
-    callbacks,
-    quiet,
-    progress_bar,
-) -> dict:
-    """Fit, score the test set once, save ``model.npz``; the final line goes to ``stream``."""
-    steps_per_epoch = math.ceil(
-        (len(x_train) - int(round(len(x_train) * config.val_split))) / config.batch_size
-    )
-    warmup = int(round(config.warmup_epochs * steps_per_epoch))
-    schedule = make_schedule(config.schedule, config.lr, config.epochs * steps_per_epoch, warmup)
-    loss = SoftmaxCrossEntropy(config.label_smoothing)
-    metadata = {
-        "dataset": data.name,
-        "class_names": list(data.class_names),
-        "preprocessing": preprocess.IMAGE_SCALING,
-    }
-    checkpoint = Checkpoint(out / "checkpoint.npz", **metadata, config=_plain(config))
-    augment = augmentation.from_config(config.augment_settings())
+def _first_line(config: TrainConfig, out: Path, prepared: Prepared) -> str:
+    state, data = prepared.state, prepared.data
     where = (
         f"resuming at epoch {state['epoch'] + 1}, batch {state['batch']}"
         if state
-        else f"model {model.count_parameters():,} parameters"
+        else f"model {prepared.model.count_parameters():,} parameters"
     )
-    if augment is not None:
-        where += f"; augmented ({augment.describe()})"
-    if not quiet:
-        print(
-            f"{data.name}: {len(x_train):,} training images from {data.source}; {where}; "
-            f"output in {out}",
-            file=stream,
-            flush=True,
-        )
-    shown = [] if quiet else [EpochLogger(stream)]
-    if progress_bar and not quiet:
+    if config.augment.active:
+        where += f"; augmented ({config.augment.describe()})"
+    return (
+        f"{data.name}: {len(prepared.x_train):,} training images from {data.source}; {where}; "
+        f"output in {out}"
+    )
+
+
+def _progress_callbacks(stream, quiet: bool, progress_bar: bool) -> list[Callback]:
+    """A line per epoch, and a live bar on terminals (tqdm, when installed)."""
+    if quiet:
+        return []
+    shown: list[Callback] = [EpochLogger(stream)]
+    if progress_bar:
         from numlp.progress import ProgressBar, tqdm_available
 
         if tqdm_available():
             shown.insert(0, ProgressBar())
+    return shown
 
+
+def _metadata(data: Dataset) -> dict:
+    """What model and checkpoint headers say about the data the model expects."""
+    return {
+        "dataset": data.name,
+        "class_names": list(data.class_names),
+        "preprocessing": preprocess.IMAGE_SCALING,
+    }
+
+
+def _fit_and_save(config, out: Path, prepared: Prepared, callbacks, stream) -> dict:
+    """Fit, score the test set once, save ``model.npz``; the final line goes to ``stream``."""
+    model, data = prepared.model, prepared.data
+    loss = SoftmaxCrossEntropy(config.label_smoothing)
+    checkpoint = Checkpoint(out / "checkpoint.npz", **_metadata(data), config=config.flat())
     started = time.perf_counter()
     try:
         history = model.fit(
-            x_train,
+            prepared.x_train,
             data.y_train,
             epochs=config.epochs,
             batch_size=config.batch_size,
-            optimizer=optimizer,
+            optimizer=prepared.optimizer,
             loss=loss,
-            schedule=schedule,
+            schedule=plan(config.schedule, config.lr, config.warmup_epochs),
             validation_split=config.val_split or 0.0,
             seed=config.seed,
-            resume=state,
-            augment=augment,
-            callbacks=[  # the checkpoint first: a metrics line means its epoch is saved
-                checkpoint,
-                MetricsWriter(out / "metrics.jsonl"),
-                *shown,
-                *callbacks,
-            ],
+            resume=prepared.state,
+            augment=config.augment if config.augment.active else None,
+            # the checkpoint first: a metrics line means its epoch is saved
+            callbacks=[checkpoint, MetricsWriter(out / "metrics.jsonl"), *callbacks],
         )
     except KeyboardInterrupt:
         if checkpoint.saved is None:
             raise
-        raise TrainingInterrupted(
-            out, checkpoint.saved["epoch"], checkpoint.saved["batch"]
-        ) from None
+        raise TrainingInterrupted(out, **checkpoint.saved) from None
     seconds = time.perf_counter() - started
-    test = model.evaluate(x_test, data.y_test, loss=loss)
-    cross_entropy = model.evaluate(x_test, data.y_test)["loss"] if config.label_smoothing else None
-    last = history.records[-1]
-    summary = {
-        "dataset": data.name,
-        "epochs": len(history),
+    summary = _summary(config, model, loss, prepared, history.records, seconds)
+    training = {**summary, "config": config.flat()}
+    path = save_model(out / "model.npz", model, **_metadata(data), training=training)
+    print(_last_line(config, summary, path), file=stream, flush=True)
+    return {**summary, "model_path": str(path), "history": history.records}
+
+
+def _summary(config, model, loss, prepared: Prepared, records, seconds: float) -> dict:
+    """The run's figures; the test set is scored here, once."""
+    y_test = prepared.data.y_test
+    test = model.evaluate(prepared.x_test, y_test, loss=loss)
+    plain = model.evaluate(prepared.x_test, y_test) if config.label_smoothing else test
+    last = records[-1]
+    return {
+        "dataset": prepared.data.name,
+        "epochs": len(records),
         "seconds": round(seconds, 2),
         "train_loss": last["loss"],
         "train_accuracy": last.get("accuracy"),
         "val_loss": last.get("val_loss"),
         "val_accuracy": last.get("val_accuracy"),
-        "test_loss": test["loss"],
-        "test_cross_entropy": test["loss"] if cross_entropy is None else cross_entropy,
+        "test_loss": test["loss"],  # the training loss (label smoothing included)
+        "test_cross_entropy": plain["loss"],  # what `numlp evaluate` reports
         "test_accuracy": test["accuracy"],
     }
-    path = save_model(
-        out / "model.npz", model, **metadata, training={**summary, "config": _plain(config)}
+
+
+def _last_line(config: TrainConfig, summary: dict, path: Path) -> str:
+    loss_words = f"cross-entropy {summary['test_cross_entropy']:.4f}"
+    if config.label_smoothing:
+        loss_words += (
+            f", as numlp evaluate reports it; training loss with label smoothing "
+            f"{config.label_smoothing:g}: {summary['test_loss']:.4f}"
+        )
+    return (
+        f"test accuracy {summary['test_accuracy']:.2%} ({loss_words}) after "
+        f"{summary['epochs']} epochs in {summary['seconds']:.1f}s; model saved to {path}"
     )
-    loss_words = (
-        f"cross-entropy {summary['test_cross_entropy']:.4f}, as numlp evaluate reports it; "
-        f"training loss with label smoothing {config.label_smoothing:g}: {test['loss']:.4f}"
-        if config.label_smoothing
-        else f"cross-entropy {test['loss']:.4f}"
-    )
-    print(
-        f"test accuracy {test['accuracy']:.2%} ({loss_words}) after "
-        f"{len(history)} epochs in {seconds:.1f}s; model saved to {path}",
-        file=stream,
-        flush=True,
-    )
-    return {**summary, "model_path": str(path), "history": history.records}
 
 
 def _resume_state(out: Path, config: TrainConfig):
@@ -287,8 +287,8 @@ def _resume_state(out: Path, config: TrainConfig):
         stale.unlink(missing_ok=True)
     model, optimizer_arrays, header = load_checkpoint(path)
     # Keys added after the run was saved (augmentation...) count as their defaults.
-    saved = {**_plain(TrainConfig()), **(header.get("config") or {})}
-    changed = sorted(k for k, v in _plain(config).items() if k != "epochs" and saved.get(k) != v)
+    saved = {**TrainConfig().flat(), **(header.get("config") or {})}
+    changed = sorted(k for k, v in config.flat().items() if k != "epochs" and saved.get(k) != v)
     if changed:
         raise ValueError(
             f"cannot resume {out} with different settings ({', '.join(changed)}): only --epochs "
@@ -306,10 +306,6 @@ def _resume_state(out: Path, config: TrainConfig):
             f"{state['epoch']} to train further"
         )
     return model, optimizer, state
-
-
-def _plain(config: TrainConfig) -> dict:
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in vars(config).items()}
 
 
 def load_split(model_header: dict, dataset: str | None, data_dir=None, download=True):
