@@ -117,11 +117,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(model_file):
-    port = free_port()
+HOSTILE_NAMES = [
+    "</script><script>window.pwned = 1</script>",
+    '<img src=x onerror="window.pwned = 2">',
+    "<!--",
+    *[str(i) for i in range(3, 10)],
+]
+
+PLAIN_DRIVER = "import sys; from numlp.cli import main; sys.exit(main(sys.argv[1:]))"
+# Serves MODEL with a picture body timeout of 1 s (instead of 10) so that stalls show quickly.
+SERVER_DRIVER = """
+import sys
+import numlp.serve
+numlp.serve.BODY_SECONDS = 1.0
+from numlp.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def start_server(model_path, port, driver=SERVER_DRIVER):
     process = subprocess.Popen(
-        [sys.executable, "-m", "numlp.cli", "serve", str(model_file), "--port", str(port)],
+        [sys.executable, "-c", driver, "serve", str(model_path), "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -132,13 +148,24 @@ def server(model_file):
         try:
             with urllib.request.urlopen(url + "/health", timeout=1) as response:
                 if response.status == 200:
-                    break
+                    return process, url
         except OSError:
             assert process.poll() is None, process.stderr.read()
             time.sleep(0.1)
-    yield url
+    raise AssertionError("the server did not start")
+
+
+def stop_server(process) -> str:
     process.terminate()
-    process.wait(timeout=10)
+    _, err = process.communicate(timeout=10)
+    return err
+
+
+@pytest.fixture(scope="module")
+def server(model_file):
+    process, url = start_server(model_file, free_port(), driver=PLAIN_DRIVER)
+    yield url
+    stop_server(process)
 
 
 def test_drawing_a_one_in_chromium_shows_the_prediction(server):
@@ -219,49 +246,6 @@ def test_load_from_a_second_process_has_no_errors(server):
     result = json.loads(done.stdout)
     print(result)  # requests per second and latencies go to the note, not into an assertion
     assert result["errors"] == 0 and result["requests"] > 0
-
-
-HOSTILE_NAMES = [
-    "</script><script>window.pwned = 1</script>",
-    '<img src=x onerror="window.pwned = 2">',
-    "<!--",
-    *[str(i) for i in range(3, 10)],
-]
-
-# Serves MODEL with a picture body timeout of 1 s (instead of 10) so that stalls show quickly.
-SERVER_DRIVER = """
-import sys
-import numlp.serve
-numlp.serve.BODY_SECONDS = 1.0
-from numlp.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
-def start_server(model_path, port, driver=SERVER_DRIVER):
-    process = subprocess.Popen(
-        [sys.executable, "-c", driver, "serve", str(model_path), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(url + "/health", timeout=1) as response:
-                if response.status == 200:
-                    return process, url
-        except OSError:
-            assert process.poll() is None, process.stderr.read()
-            time.sleep(0.1)
-    raise AssertionError("the server did not start")
-
-
-def stop_server(process) -> str:
-    process.terminate()
-    _, err = process.communicate(timeout=10)
-    return err
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import argparse
 import json
 import os
 import sys
-import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -262,7 +262,7 @@ def cmd_train(args) -> int:
         source = preset_path(args.preset) if args.preset else args.config
         config = load_config(source) if source else TrainConfig()
         config = config.updated(**overrides)
-        out = args.out or _new_run_name(config.dataset)
+        out = args.out
     try:
         run_training(
             config,
@@ -274,29 +274,14 @@ def cmd_train(args) -> int:
             resume=bool(args.resume),
             quiet=args.quiet,
             progress_bar=sys.stderr.isatty(),
-            on_finish=None if args.no_plots else lambda run: _plots_after_training(run, args),
+            on_finish=None if args.no_plots else partial(_plots_after_training, args=args),
         )
     except TrainingInterrupted as stop:
         print(f"numlp: {stop}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except TrainingDiverged as err:
-        kept = (
-            f" The last good checkpoint is kept in {Path(out) / 'checkpoint.npz'}."
-            if (Path(out) / "checkpoint.npz").exists()
-            else ""
-        )
-        raise CLIError(f"training diverged: {err}{kept}") from None
+        raise CLIError(f"training diverged: {err}") from None
     return 0
-
-
-def _new_run_name(dataset: str) -> Path:
-    """``runs/DATASET-TIMESTAMP``, with ``-2``, ``-3``... when that folder is already there."""
-    base = Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    candidate, number = base, 1
-    while candidate.exists():
-        number += 1
-        candidate = base.with_name(f"{base.name}-{number}")
-    return candidate
 
 
 def cmd_presets(args) -> int:
@@ -311,11 +296,15 @@ def cmd_presets(args) -> int:
     return 0
 
 
-def _plots_after_training(out: Path, args) -> None:
-    from numlp.report import PlotsUnavailable, make_run_plots
+def _plots_after_training(out: Path, trained, args) -> None:
+    """The run's plots, drawn from the model and test set still in memory."""
+    from numlp.report import PlotsUnavailable, plot_run
 
+    data = trained.data
     try:
-        paths = make_run_plots(out, args.data_dir, download=not args.no_download)
+        paths = plot_run(
+            out, trained.model, data.class_names, data.x_test, trained.x_test, data.y_test
+        )
     except PlotsUnavailable as err:
         print(f"no plots: {err}", file=sys.stderr)
         return
@@ -329,20 +318,14 @@ def _plots_after_training(out: Path, args) -> None:
 def cmd_serve(args) -> int:
     from numlp.serve import serve
 
-    try:
-        serve(args.model, args.host, args.port, args.max_bytes)
-    except ImportError as err:
-        raise CLIError(str(err)) from None
+    serve(args.model, args.host, args.port, args.max_bytes)
     return 0
 
 
 def cmd_plot(args) -> int:
-    from numlp.report import PlotsUnavailable, make_run_plots
+    from numlp.report import make_run_plots
 
-    try:
-        paths = make_run_plots(args.run, args.data_dir)
-    except PlotsUnavailable as err:
-        raise CLIError(str(err)) from None
+    paths = make_run_plots(args.run, args.data_dir)
     for path in paths.values():
         print(f"wrote {path}")
     return 0
@@ -388,7 +371,7 @@ def _pct(value) -> str:
 
 def cmd_data_show(args) -> int:
     from numlp.data.datasets import load_dataset
-    from numlp.report import PlotsUnavailable, plot_samples
+    from numlp.report import plot_samples
 
     if not 1 <= args.count <= MAX_SHOWN:
         raise CLIError(f"--count must be from 1 to {MAX_SHOWN} (one picture of a grid)")
@@ -398,17 +381,8 @@ def cmd_data_show(args) -> int:
     else:
         images, labels = data.x_test, data.y_test
     out = args.out or Path(f"{args.name}-samples.png")
-    try:
-        path = plot_samples(
-            images,
-            labels,
-            data.class_names,
-            out,
-            args.count,
-            title=f"{args.name} ({args.split}): first {args.count} images",
-        )
-    except PlotsUnavailable as err:
-        raise CLIError(str(err)) from None
+    title = f"{args.name} ({args.split}): first {args.count} images"
+    path = plot_samples(images, labels, data.class_names, out, args.count, title=title)
     print(f"wrote {path}")
     return 0
 
@@ -447,12 +421,13 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     from numlp import preprocess
-    from numlp.io import load_model
+    from numlp.io import class_names, load_model
+    from numlp.metrics import top_classes
 
     if args.top < 1:
         raise CLIError("--top must be at least 1")
     model, header = load_model(args.model)
-    names = header.get("class_names") or [str(i) for i in range(model.classes)]
+    names = class_names(header, model.classes)
     results = []
     for path in args.files:
         images = _read_array_file(path)
@@ -470,18 +445,9 @@ def cmd_predict(args) -> int:
         x = preprocess.apply(images, header.get("preprocessing"))
         _check_model_fits(model, x, path)
         proba = model.predict_proba(x)
-        top = np.argsort(-proba, axis=1)[:, : args.top]
-        for i in range(len(x)):
-            results.append(
-                {
-                    "file": str(path),
-                    "index": i,
-                    "top": [
-                        {"class": names[c], "id": int(c), "probability": float(proba[i, c])}
-                        for c in top[i]
-                    ],
-                }
-            )
+        for i, row in enumerate(proba):
+            top = top_classes(row, names, args.top)
+            results.append({"file": str(path), "index": i, "top": top})
     if args.json:
         print(json.dumps(results))
     else:
@@ -497,10 +463,7 @@ def cmd_export(args) -> int:
 
     model, header = load_model(args.model)
     metadata = {k: header[k] for k in ("class_names", "preprocessing", "dataset") if k in header}
-    try:
-        path = export_onnx(model, args.onnx, metadata, softmax=args.softmax, opset=args.opset)
-    except ImportError as err:
-        raise CLIError(str(err)) from None
+    path = export_onnx(model, args.onnx, metadata, softmax=args.softmax, opset=args.opset)
     print(f"wrote {path}")
     return 0
 
@@ -641,8 +604,6 @@ def _read_array_file(path: Path) -> np.ndarray:
 
         try:
             return to_mnist(path)  # uint8 (28, 28), prepared the way MNIST was
-        except ImportError as err:
-            raise CLIError(str(err)) from None
         except ImageError as err:
             message = str(err)
             prefix = "" if message.startswith(str(path)) else f"{path}: "
@@ -721,6 +682,11 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("numlp: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except ImportError as err:  # an optional dependency; its message says what to install
+        if args.debug:
+            raise
+        print(f"numlp: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
     except (CLIError, DataError, ValueError, OSError, TrainingDiverged) as err:
         if args.debug:
             raise

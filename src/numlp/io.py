@@ -79,6 +79,11 @@ def load_model(path) -> tuple[Sequential, dict]:
     return model, header
 
 
+def class_names(header: dict, classes: int) -> list[str]:
+    """The class names a model file gives (checked on load), else ``"0"``, ``"1"``..."""
+    return list(header.get("class_names") or (str(i) for i in range(classes)))
+
+
 DTYPES = ("float32", "float64")
 MAX_NAME_LENGTH = 200
 

@@ -49,3 +49,10 @@ def format_report(cm: np.ndarray, class_names) -> str:
     for i, name in enumerate(names):
         lines.append(f"{name:<{width}} " + "".join(f"{v:>{cell}d}" for v in cm[i]))
     return "\n".join(lines)
+
+
+def top_classes(proba: np.ndarray, names, k: int) -> list[dict]:
+    """The ``k`` likeliest classes of one probability row, as ``numlp predict --json`` and
+    ``POST /predict`` both give them."""
+    order = np.argsort(-proba)[:k]
+    return [{"class": names[i], "id": int(i), "probability": float(proba[i])} for i in order]

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import json
 import math
 from pathlib import Path
 
 import numpy as np
 
-from numlp.atomic import atomic_write_text
+from numlp.atomic import atomic_write_bytes, atomic_write_text
 
 PLOT_FILES = {
     "curves": "curves.png",
@@ -47,15 +48,13 @@ def require_matplotlib():
 
 def _save(fig, path: Path) -> Path:
     """Save a figure as PNG atomically (a temp name in the same folder, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    tmp.replace(path)
     import matplotlib.pyplot as plt
 
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100)
     plt.close(fig)
-    return path
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
 
 
 def read_metrics(run: Path) -> list[dict]:
@@ -223,29 +222,39 @@ def plot_comparison(runs: dict[str, list[dict]], path) -> Path:
 
 
 def make_run_plots(run, data_dir=None, download: bool = True) -> dict[str, Path]:
-    """Every plot of a run folder, written into it; returns name -> path."""
+    """Every plot of a run folder, written into it (its model and test set loaded for the
+    purpose); returns name -> path."""
     from numlp.io import load_model
-    from numlp.layers import Dense
-    from numlp.metrics import confusion_matrix
     from numlp.run import load_split
 
     run = Path(run)
     require_matplotlib()
-    records = read_metrics(run)
     model, header = load_model(run / "model.npz")
     data, x, y = load_split(header, None, data_dir, download)
     names = header.get("class_names") or list(data.class_names)
+    return plot_run(run, model, names, data.x_test, x, y)
+
+
+def plot_run(run, model, names, images, x, y) -> dict[str, Path]:
+    """Every plot of a run folder from its trained ``model`` and test set (``images`` as stored,
+    ``x`` as the model sees them, labels ``y``); returns name -> path."""
+    from numlp.metrics import confusion_matrix
+
+    run = Path(run)
+    require_matplotlib()
+    records = read_metrics(run)
     proba = model.predict_proba(x)
     cm = confusion_matrix(y, proba.argmax(axis=1), len(names))
     paths = {
         "curves": plot_curves(records, run / PLOT_FILES["curves"], title=run.name),
         "confusion": plot_confusion(cm, names, run / PLOT_FILES["confusion"]),
-        "mistakes": plot_mistakes(data.x_test, y, proba, names, run / PLOT_FILES["mistakes"]),
+        "mistakes": plot_mistakes(images, y, proba, names, run / PLOT_FILES["mistakes"]),
         "per_class": plot_per_class(cm, names, run / PLOT_FILES["per_class"]),
     }
-    first = next((layer for layer in model.layers if isinstance(layer, Dense)), None)
-    if first is not None and first.in_features == 784:
-        paths["weights"] = plot_first_layer(first.W.value, run / PLOT_FILES["weights"])
+    first = next((layer for layer in model.layers if layer.parameters()), None)
+    weights = first.parameters()[0].value if first is not None else None
+    if weights is not None and weights.ndim == 2 and weights.shape[0] == 784:
+        paths["weights"] = plot_first_layer(weights, run / PLOT_FILES["weights"])
     return paths
 
 

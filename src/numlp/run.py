@@ -29,7 +29,7 @@ from numlp.model import Sequential, mlp
 from numlp.optim import SGD, Optimizer, make_optimizer
 from numlp.rundir import claim_run_dir
 from numlp.schedules import plan
-from numlp.train import Callback, EpochLogger
+from numlp.train import Callback, EpochLogger, TrainingDiverged
 
 
 class TrainingInterrupted(Exception):
@@ -97,9 +97,19 @@ class Prepared:
     x_test: np.ndarray
 
 
+def default_run_dir(dataset: str) -> Path:
+    """``runs/DATASET-TIMESTAMP``, with ``-2``, ``-3``... when that folder is already there."""
+    base = Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, number = base, 1
+    while candidate.exists():
+        number += 1
+        candidate = base.with_name(f"{base.name}-{number}")
+    return candidate
+
+
 def run_training(
     config: TrainConfig,
-    out,
+    out=None,
     data_dir=None,
     download: bool = True,
     overwrite: bool = False,
@@ -111,11 +121,13 @@ def run_training(
     progress_bar: bool = False,
     on_finish=None,
 ) -> dict:
-    """Train as ``config`` says, write the run folder ``out`` and return a summary dict
+    """Train as ``config`` says, write the run folder ``out`` (default: a new folder
+    ``runs/DATASET-TIMESTAMP``) and return a summary dict
     (``test_accuracy``, ``test_loss``, ``seconds``, ``epochs``, ``model_path``...).
 
     The folder is claimed for this run alone (:func:`numlp.rundir.claim_run_dir`) until the end,
-    ``on_finish(out)`` included (the CLI draws its plots there). The data are loaded and both
+    ``on_finish(out, prepared)`` included (the CLI draws its plots there from the trained model
+    and test set in ``prepared``, a :class:`Prepared`). The data are loaded and both
     splits checked before anything is written: a failed start leaves what was there as it was
     (and no new folder). With ``overwrite`` the previous run's files are removed only then.
 
@@ -127,6 +139,7 @@ def run_training(
     """
     config.validate()
     stream = stream or sys.stdout
+    out = out or default_run_dir(config.dataset)
     with claim_run_dir(out, overwrite=overwrite, resume=resume) as claim:
         try:
             prepared = _prepare(config, claim.path, resume, data_dir, download, progress)
@@ -141,7 +154,7 @@ def run_training(
         shown = _progress_callbacks(stream, quiet, progress_bar)
         summary = _fit_and_save(config, claim.path, prepared, [*shown, *callbacks], stream)
         if on_finish is not None:
-            on_finish(claim.path)
+            on_finish(claim.path, prepared)
         return summary
 
 
@@ -234,6 +247,10 @@ def _fit_and_save(config, out: Path, prepared: Prepared, callbacks, stream) -> d
         if checkpoint.saved is None:
             raise
         raise TrainingInterrupted(out, **checkpoint.saved) from None
+    except TrainingDiverged as err:
+        if (out / "checkpoint.npz").exists():
+            err.args = (f"{err} The last good checkpoint is kept in {out / 'checkpoint.npz'}.",)
+        raise
     seconds = time.perf_counter() - started
     summary = _summary(config, model, loss, prepared, history.records, seconds)
     training = {**summary, "config": config.flat()}

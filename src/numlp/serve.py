@@ -25,6 +25,8 @@ import numpy as np
 
 from numlp import preprocess
 from numlp.data.images import ImageError, to_mnist
+from numlp.io import class_names
+from numlp.metrics import top_classes
 
 MAX_BYTES = 2_000_000
 PICTURE_WORKERS = 2
@@ -68,20 +70,13 @@ def page_html(names: list[str]) -> str:
     return template.replace("__CLASSES__", safe)
 
 
-def top_classes(proba: np.ndarray, names, k: int) -> list[dict]:
-    """The ``k`` likeliest classes of one probability row, as ``numlp predict --json`` and
-    ``POST /predict`` both give them."""
-    order = np.argsort(-proba)[:k]
-    return [{"class": names[i], "id": int(i), "probability": float(proba[i])} for i in order]
-
-
 def create_app(model, header: dict, max_bytes: int = MAX_BYTES, pool: PicturePool | None = None):
     """The Starlette application serving ``model`` (with its file ``header``)."""
     from starlette.applications import Starlette
     from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route
 
-    names = header.get("class_names") or [str(i) for i in range(model.classes)]
+    names = class_names(header, model.classes)
     spec = header.get("preprocessing")
     pool = pool or PicturePool()
     page_text = page_html(names)

@@ -17,7 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from numlp.data.datasets import (
+from numlp.data.catalog import (
     DataError,
     FileInfo,
     dataset_info,
