@@ -125,11 +125,13 @@ HOSTILE_NAMES = [
 ]
 
 PLAIN_DRIVER = "import sys; from numlp.cli import main; sys.exit(main(sys.argv[1:]))"
-# Serves MODEL with a picture body timeout of 1 s (instead of 10) so that stalls show quickly.
+# Serves MODEL with a picture body timeout of 1 s (instead of 10) so that stalls show quickly,
+# and room for 4 waiting pictures (instead of 64) so that a small burst fills it.
 SERVER_DRIVER = """
 import sys
 import numlp.serve
 numlp.serve.BODY_SECONDS = 1.0
+numlp.serve.PICTURE_QUEUE = 4
 from numlp.cli import main
 sys.exit(main(sys.argv[1:]))
 """

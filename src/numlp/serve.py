@@ -30,7 +30,7 @@ from numlp.metrics import top_classes
 
 MAX_BYTES = 2_000_000
 PICTURE_WORKERS = 2
-PICTURE_QUEUE = 8  # pictures waiting for a worker; one more gets a 503
+PICTURE_QUEUE = 64  # pictures waiting for a worker (bodies of 2 MB at most); one more: 503
 BODY_SECONDS = 10.0  # an upload slower than this is cut off (408)
 
 
@@ -45,7 +45,9 @@ class Rejected(Exception):
 class PicturePool:
     """Runs picture preparation on ``workers`` threads, at most ``queue`` more waiting."""
 
-    def __init__(self, workers: int = PICTURE_WORKERS, queue: int = PICTURE_QUEUE):
+    def __init__(self, workers: int | None = None, queue: int | None = None):
+        workers = workers or PICTURE_WORKERS
+        queue = PICTURE_QUEUE if queue is None else queue
         self.executor = ThreadPoolExecutor(workers, thread_name_prefix="numlp-picture")
         self.limit = workers + queue
         self.busy = 0  # only touched on the event loop's thread: no lock needed
