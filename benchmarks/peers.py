@@ -221,7 +221,7 @@ def w2_numlp(data, target: float, max_epochs: int) -> dict:
     from numlp.config import TrainConfig
     from numlp.losses import SoftmaxCrossEntropy
     from numlp.run import build_model, make_optimizer_for
-    from numlp.schedules import make_schedule
+    from numlp.schedules import plan
     from numlp.train import Callback
 
     x_train, y_train, x_test, y_test = data
@@ -229,7 +229,6 @@ def w2_numlp(data, target: float, max_epochs: int) -> dict:
     start = time.perf_counter()
     model = build_model(config, (784,), 10)
     optimizer = make_optimizer_for(config, model)
-    steps = config.epochs * math.ceil(len(x_train) / config.batch_size)
     record = {}
 
     class StopAtTarget(Callback):
@@ -246,7 +245,7 @@ def w2_numlp(data, target: float, max_epochs: int) -> dict:
         batch_size=config.batch_size,
         optimizer=optimizer,
         loss=SoftmaxCrossEntropy(config.label_smoothing),
-        schedule=make_schedule(config.schedule, config.lr, steps),
+        schedule=plan(config.schedule, config.lr),
         seed=0,
         callbacks=[StopAtTarget()],
     )

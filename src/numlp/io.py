@@ -20,6 +20,7 @@ import numpy as np
 from numlp import preprocess
 from numlp._version import __version__
 from numlp.atomic import atomic_write_bytes
+from numlp.data.idx import MAX_DEFLATE_RATIO
 from numlp.layers import LAYERS
 from numlp.model import Sequential
 from numlp.npyfile import NpyError, read_npy_header
@@ -153,9 +154,6 @@ _CHECKPOINT_ADVICE = (
     "restore the file from a backup"
 )
 
-# deflate cannot expand data by more than about 1032:1
-_MAX_DEFLATE_RATIO = 1100
-
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """The arrays of an .npz, each .npy header checked against the member's real size before
@@ -165,7 +163,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         for info in archive.infolist():
             if not info.filename.endswith(".npy"):
                 raise ModelFileError(f"{path}: unexpected member {info.filename!r} in the archive")
-            limit = info.compress_size * (_MAX_DEFLATE_RATIO if info.compress_type else 1)
+            limit = info.compress_size * (MAX_DEFLATE_RATIO if info.compress_type else 1)
             with archive.open(info) as member:
                 try:
                     shape, fortran, dtype = read_npy_header(member)

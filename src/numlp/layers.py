@@ -486,21 +486,22 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return z
 
 
-ACTIVATIONS = ("relu", "leaky_relu", "tanh", "sigmoid", "gelu")
+# The activations a config names by lower-case name (the CLI's --activation).
+ACTIVATION_LAYERS: dict[str, type[Layer]] = {
+    "relu": ReLU,
+    "leaky_relu": LeakyReLU,
+    "tanh": Tanh,
+    "sigmoid": Sigmoid,
+    "gelu": GELU,
+}
+ACTIVATIONS = tuple(ACTIVATION_LAYERS)
 
 
 def activation(name: str) -> Layer:
     """Build an activation layer from its lower-case name (used by the CLI and config files)."""
-    table = {
-        "relu": ReLU,
-        "leaky_relu": LeakyReLU,
-        "tanh": Tanh,
-        "sigmoid": Sigmoid,
-        "gelu": GELU,
-    }
-    if name not in table:
+    if name not in ACTIVATION_LAYERS:
         raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
-    return table[name]()
+    return ACTIVATION_LAYERS[name]()
 
 
 # The layer names a model file may use: an explicit list, so that a file can only ever build

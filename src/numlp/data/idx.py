@@ -32,7 +32,7 @@ IDX_TYPES = {
 _CODES = {dtype.newbyteorder("="): code for code, dtype in IDX_TYPES.items()}
 
 # deflate cannot expand data more than about 1032:1, so a .gz of n bytes holds at most this much.
-_MAX_DEFLATE_RATIO = 1100
+MAX_DEFLATE_RATIO = 1100
 
 
 class IDXError(ValueError):
@@ -111,7 +111,7 @@ def _check_claimed_size(path: Path, dims, total: int, size: int, compressed: boo
                 f"but the file has {size:,} bytes"
             )
         return
-    if total > size * _MAX_DEFLATE_RATIO:
+    if total > size * MAX_DEFLATE_RATIO:
         raise IDXError(
             f"{path}: header declares shape {tuple(dims)} ({total:,} bytes), more than a "
             f"{size:,}-byte gzip file can hold"
