@@ -344,6 +344,7 @@ def test_many_large_pictures_neither_freeze_the_server_nor_queue_without_bound(h
     "content, kind, status, message",
     [
         (b'{"pixels": [[1' + b"0" * 400 + b"]]}", "application/json", 422, "far too large"),
+        (json.dumps({"pixels": [[1e400] * 28] * 28}).encode(), "application/json", 422, "Inf"),
         (b'{"pixels": ' + b"[" * 40_000 + b"]" * 40_000 + b"}", "application/json", 422, "deeply"),
         (bytes(range(256)) * 4, "image/png", 415, "not an image Pillow can read"),
         (json.dumps({"pixels": [[0] * 28] * 28}).encode(), "application/json", 422, "no ink"),
