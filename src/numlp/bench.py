@@ -66,7 +66,10 @@ class NumlpW1:
     name = "numlp"
 
     def __init__(self, x, y):
-        from numlp import SGD, Dense, ReLU, Sequential, SoftmaxCrossEntropy
+        from numlp.layers import Dense, ReLU
+        from numlp.losses import SoftmaxCrossEntropy
+        from numlp.model import Sequential
+        from numlp.optim import SGD
 
         self.x, self.y = x, y
         self.model = Sequential(
