@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import numpy as np
-import tomllib
 from conftest import train_argv
 
 from numlp.cli import main
+from numlp.config import load_config
 from numlp.data.idx import read_idx, write_idx
 from numlp.rundir import claim_run_dir
 
@@ -34,7 +34,7 @@ def finish(process, timeout=180):
 
 
 def hidden_of(run):
-    config = tomllib.loads((run / "config.toml").read_text())
+    config = {"hidden": list(load_config(run / "config.toml").hidden)}
     header = json.loads(np.load(run / "model.npz")["__header__"].tobytes())
     dense = [layer for layer in header["model"]["layers"] if layer["type"] == "Dense"]
     return config["hidden"], [layer["out_features"] for layer in dense[:-1]]

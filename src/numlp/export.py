@@ -120,9 +120,11 @@ def to_onnx(
         [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", model.classes])],
         initializers,
     )
-    proto = helper.make_model(
-        graph, producer_name="numlp", opset_imports=[helper.make_opsetid("", opset)]
-    )
+    opsets = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(graph, producer_name="numlp", opset_imports=opsets)
+    # The oldest IR version that has this opset, not the newest the onnx package knows: a
+    # runtime older than that package (onnxruntime 1.23 reads IR 11 at most) still loads it.
+    proto.ir_version = helper.find_min_ir_version_for(opsets)
 
     props = {"numlp_version": __version__, **(metadata or {})}
     helper.set_model_props(proto, {k: json.dumps(v) for k, v in props.items()})
