@@ -23,8 +23,10 @@ FLOORS = {
     8: "checkpoint bench",
     9: "run",  # config -> data, model, fit, files
     10: "report serve",
-    11: "cli",
-    12: "__main__ __init__",
+    11: "cli.common",
+    12: "cli.train cli.models cli.runs cli.data",  # one module per command group
+    13: "cli",
+    14: "__main__ __init__ cli.__main__",
 }
 FLOOR = {
     f"numlp.{m}" if m != "__init__" else "numlp": n for n, ms in FLOORS.items() for m in ms.split()

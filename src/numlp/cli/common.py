@@ -1,0 +1,49 @@
+"""What every command module of the CLI shares: the one-line error and download progress."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+class CLIError(Exception):
+    """An error to report in one line (exit status 2)."""
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected widths such as 512,256, got {text!r}") from None
+    if not values or any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive widths such as 512,256, got {text!r}")
+    return values
+
+
+def download_progress():
+    """A per-file progress callback: tqdm if installed and on a terminal, else quiet."""
+    if not sys.stderr.isatty():
+        return None
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return plain_progress()
+    bars = {}
+
+    def update(name, done, total):
+        bar = bars.get(name)
+        if bar is None:
+            bar = bars[name] = tqdm(total=total, desc=name, unit="B", unit_scale=True, leave=False)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    return update
+
+
+def plain_progress():
+    def update(name, done, total):
+        end = "\n" if done >= total else "\r"
+        print(f"  {name}: {done / total:6.1%} of {total / 1e6:.1f} MB", end=end, file=sys.stderr)
+
+    return update

@@ -1,0 +1,189 @@
+"""Commands on a model file: ``evaluate``, ``predict``, ``export``, ``serve``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from numlp.cli.common import CLIError
+
+
+def add_commands(commands) -> None:
+    from numlp.data.datasets import DATASETS
+
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="score a model on its dataset's test set",
+        description="Loss, accuracy, per-class precision/recall/F1 and the confusion matrix.",
+    )
+    evaluate.add_argument("model", type=Path, help="a model.npz")
+    evaluate.add_argument("--dataset", choices=list(DATASETS), help="default: the model's own")
+    evaluate.add_argument("--data-dir", type=Path)
+    evaluate.add_argument("--no-download", action="store_true")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    evaluate.set_defaults(handler=cmd_evaluate)
+
+    predict = commands.add_parser(
+        "predict",
+        help="classify pictures (PNG, JPG...) or arrays of images (.npy, IDX)",
+        description="Classify pictures of digits (PNG/JPG/BMP/GIF...: grayscale, inverted when "
+        "the background is light, cropped to the ink, fitted to 20x20, centred by mass in 28x28, "
+        "as MNIST was made; needs numlp[images]) and every image in .npy or IDX files: (28, 28), "
+        "(n, 28, 28) or (n, 784) arrays. Integer pixels (0..255) get the model's preprocessing; "
+        "float arrays are used as they are. Prints the top classes with probabilities.",
+    )
+    predict.add_argument("model", type=Path)
+    predict.add_argument("files", type=Path, nargs="+", metavar="FILE")
+    predict.add_argument("--top", type=int, default=3, help="classes to show per image")
+    predict.add_argument("--json", action="store_true", help="print JSON")
+    predict.set_defaults(handler=cmd_predict)
+
+    export = commands.add_parser(
+        "export",
+        help="export a model to ONNX",
+        description="Write MODEL as ONNX (needs: pip install 'numlp[onnx]'). Class names and "
+        "preprocessing go into the ONNX metadata; Dropout is dropped, BatchNorm exported.",
+    )
+    export.add_argument("model", type=Path)
+    export.add_argument("--onnx", type=Path, required=True, metavar="OUT", help="output .onnx")
+    export.add_argument("--softmax", action="store_true", help="output probabilities, not logits")
+    export.add_argument("--opset", type=int, default=17)
+    export.set_defaults(handler=cmd_export)
+
+    serve = commands.add_parser(
+        "serve",
+        help="a local web page to draw digits and see the model's answer",
+        description="Serve MODEL at http://HOST:PORT/: a drawing canvas with live predictions, "
+        'POST /predict (PNG/JPEG or JSON {"pixels": 28x28}), GET /health, GET /model. '
+        "Needs numlp[serve].",
+    )
+    serve.add_argument("model", type=Path)
+    serve.add_argument("--host", default="127.0.0.1", help="default 127.0.0.1 (this machine only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--max-bytes", type=int, default=2_000_000, help="request size limit")
+    serve.set_defaults(handler=cmd_serve)
+
+
+def cmd_evaluate(args) -> int:
+    from numlp.io import load_model
+    from numlp.metrics import confusion_matrix, format_report, per_class_scores
+    from numlp.run import load_split
+
+    model, header = load_model(args.model)
+    data, x, y = load_split(header, args.dataset, args.data_dir, not args.no_download)
+    _check_model_fits(model, x, args.model)
+    scores = model.evaluate(x, y)
+    cm = confusion_matrix(y, model.predict(x), model.classes)
+    names = header.get("class_names") or data.class_names
+    if args.json:
+        per_class = {k: v.tolist() for k, v in per_class_scores(cm).items()}
+        print(
+            json.dumps(
+                {
+                    **scores,
+                    "dataset": data.name,
+                    "class_names": list(names),
+                    "per_class": per_class,
+                    "confusion_matrix": cm.tolist(),
+                }
+            )
+        )
+        return 0
+    print(f"{data.name} test set: {len(y):,} images")
+    print(f"accuracy {scores['accuracy']:.2%}  cross-entropy {scores['loss']:.4f}")
+    print()
+    print(format_report(cm, names))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from numlp import preprocess
+    from numlp.io import class_names, load_model
+    from numlp.metrics import top_classes
+
+    if args.top < 1:
+        raise CLIError("--top must be at least 1")
+    model, header = load_model(args.model)
+    names = class_names(header, model.classes)
+    results = []
+    for path in args.files:
+        images = _read_array_file(path)
+        if images.ndim == len(model.input_shape):
+            images = images[None]
+        if images.shape[1:] != tuple(model.input_shape):
+            flat = int(np.prod(model.input_shape))
+            if images.ndim == 2 and images.shape[1] == flat:
+                images = images.reshape(len(images), *model.input_shape)
+            else:
+                raise CLIError(
+                    f"{path}: array of shape {images.shape} does not hold "
+                    f"{'x'.join(map(str, model.input_shape))} images for this model"
+                )
+        x = preprocess.apply(images, header.get("preprocessing"))
+        _check_model_fits(model, x, path)
+        proba = model.predict_proba(x)
+        for i, row in enumerate(proba):
+            top = top_classes(row, names, args.top)
+            results.append({"file": str(path), "index": i, "top": top})
+    if args.json:
+        print(json.dumps(results))
+    else:
+        for r in results:
+            shown = "  ".join(f"{t['class']} ({t['probability']:.1%})" for t in r["top"])
+            print(f"{r['file']}[{r['index']}]: {shown}")
+    return 0
+
+
+def cmd_export(args) -> int:
+    from numlp.export import export_onnx
+    from numlp.io import load_model
+
+    model, header = load_model(args.model)
+    metadata = {k: header[k] for k in ("class_names", "preprocessing", "dataset") if k in header}
+    path = export_onnx(model, args.onnx, metadata, softmax=args.softmax, opset=args.opset)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_serve(args) -> int:
+    from numlp.serve import serve
+
+    serve(args.model, args.host, args.port, args.max_bytes)
+    return 0
+
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+def _read_array_file(path: Path) -> np.ndarray:
+    from numlp.data.idx import IDXError, read_idx
+
+    if not path.is_file():
+        raise CLIError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        from numlp.data.images import ImageError, to_mnist
+
+        try:
+            return to_mnist(path)  # uint8 (28, 28), prepared the way MNIST was
+        except ImageError as err:
+            message = str(err)
+            prefix = "" if message.startswith(str(path)) else f"{path}: "
+            raise CLIError(prefix + message) from None
+    if path.suffix == ".npy":
+        from numlp.npyfile import read_npy
+
+        return read_npy(path)
+    try:
+        return read_idx(path)
+    except IDXError as err:
+        raise CLIError(f"{err} (predict reads .npy and IDX files)") from None
+
+
+def _check_model_fits(model, x: np.ndarray, source) -> None:
+    if model.input_shape is not None and x.shape[1:] != tuple(model.input_shape):
+        raise CLIError(
+            f"{source}: the model expects inputs of shape {tuple(model.input_shape)}, "
+            f"the data has {x.shape[1:]}"
+        )
