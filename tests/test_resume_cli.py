@@ -5,6 +5,7 @@ with SIGINT, then continued with `numlp train --resume`, must end with weights b
 the same run never interrupted.
 """
 
+import os
 import signal
 import subprocess
 import sys
@@ -37,12 +38,15 @@ sys.exit(main(sys.argv[1:]))
 
 
 def numlp(*args, driver=None):
+    """`numlp ARGS` in a process of its own, on one BLAS thread: runs are bit-identical for
+    the same seed and thread count, and the automatic count follows the machine's load."""
     code = driver or "import sys; from numlp.cli import main; sys.exit(main(sys.argv[1:]))"
     return subprocess.Popen(
         [sys.executable, "-c", code, *map(str, args)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, "NUMLP_THREADS": "1"},
     )
 
 

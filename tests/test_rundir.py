@@ -80,7 +80,8 @@ def test_an_overwrite_that_fails_on_data_leaves_the_old_run_whole(mnist_path, tm
     empty = tmp_path / "empty"
     empty.mkdir()
     argv = ["train", "--data-dir", empty, "--hidden", 32, "--out", out, "--overwrite"]
-    code, _, err = finish(start(*argv, "--no-download"))
+    nowhere = {"XDG_CACHE_HOME": str(tmp_path / "empty-cache")}  # not the user's MNIST either
+    code, _, err = finish(start(*argv, "--no-download", env=nowhere))
     assert code == 2 and "were not found" in err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     # ...and the old run can still be continued

@@ -12,7 +12,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "src"
 
 FLOORS = {
     # plain helpers and the loop's small parts: NumPy (or nothing) only
-    1: "_version atomic checks init metrics npyfile preprocess rundir schedules "
+    1: "_version atomic checks init metrics npyfile preprocess rundir schedules threads "
     "data.augment data.images train.batches train.callbacks train.state",
     2: "layers data.idx",  # the math, and the file format datasets come in
     3: "losses optim data.catalog",

@@ -120,6 +120,7 @@ def run_training(
     quiet: bool = False,
     progress_bar: bool = False,
     on_finish=None,
+    threads: int | str | None = "auto",
 ) -> dict:
     """Train as ``config`` says, write the run folder ``out`` (default: a new folder
     ``runs/DATASET-TIMESTAMP``) and return a summary dict
@@ -135,7 +136,8 @@ def run_training(
     be the run's own; only ``epochs`` may differ). Raises :class:`TrainingInterrupted` after
     Ctrl-C (a checkpoint is saved first) and ``TrainingDiverged`` if the loss becomes NaN/Inf
     (the last good checkpoint is kept). ``quiet`` prints only the final line; ``progress_bar``
-    adds a live tqdm bar per epoch (for terminals).
+    adds a live tqdm bar per epoch (for terminals). ``threads`` goes to ``fit`` (see
+    :mod:`numlp.threads`): by default the BLAS threads follow the cores left free.
     """
     config.validate()
     stream = stream or sys.stdout
@@ -152,7 +154,8 @@ def run_training(
         if not quiet:
             print(_first_line(config, claim.path, prepared), file=stream, flush=True)
         shown = _progress_callbacks(stream, quiet, progress_bar)
-        summary = _fit_and_save(config, claim.path, prepared, [*shown, *callbacks], stream)
+        callbacks = [*shown, *callbacks]
+        summary = _fit_and_save(config, claim.path, prepared, callbacks, stream, threads)
         if on_finish is not None:
             on_finish(claim.path, prepared)
         return summary
@@ -221,7 +224,7 @@ def _metadata(data: Dataset) -> dict:
     }
 
 
-def _fit_and_save(config, out: Path, prepared: Prepared, callbacks, stream) -> dict:
+def _fit_and_save(config, out: Path, prepared: Prepared, callbacks, stream, threads) -> dict:
     """Fit, score the test set once, save ``model.npz``; the final line goes to ``stream``."""
     model, data = prepared.model, prepared.data
     loss = SoftmaxCrossEntropy(config.label_smoothing)
@@ -240,6 +243,7 @@ def _fit_and_save(config, out: Path, prepared: Prepared, callbacks, stream) -> d
             seed=config.seed,
             resume=prepared.state,
             augment=config.augment if config.augment.active else None,
+            threads=threads,
             # the checkpoint first: a metrics line means its epoch is saved
             callbacks=[checkpoint, MetricsWriter(out / "metrics.jsonl"), *callbacks],
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -41,6 +42,14 @@ def add_commands(commands) -> None:
     train.add_argument("--no-download", action="store_true", help="never download data")
     train.add_argument("--quiet", action="store_true", help="print only the final line")
     train.add_argument("--no-plots", action="store_true", help="do not draw plots at the end")
+    train.add_argument(
+        "--threads",
+        metavar="N|auto",
+        default=os.environ.get("NUMLP_THREADS") or "auto",
+        help="BLAS threads: auto (the default, or $NUMLP_THREADS) takes the cores other "
+        "processes leave free, re-measured every epoch; a number fixes it (results are "
+        "bit-identical for the same seed and thread count)",
+    )
     train.set_defaults(handler=cmd_train)
 
     presets = commands.add_parser(
@@ -79,6 +88,7 @@ def _add_setting_flags(train: argparse.ArgumentParser) -> None:
 def cmd_train(args) -> int:
     from numlp.config import SETTINGS, TrainConfig, load_config, preset_path
     from numlp.run import TrainingInterrupted, run_training
+    from numlp.threads import parse_threads
     from numlp.train import TrainingDiverged
 
     overrides = {key: getattr(args, key) for key in SETTINGS}
@@ -110,6 +120,7 @@ def cmd_train(args) -> int:
             progress=download_progress(),
             resume=bool(args.resume),
             quiet=args.quiet,
+            threads=parse_threads(args.threads),
             progress_bar=sys.stderr.isatty(),
             on_finish=None if args.no_plots else partial(_plots_after_training, args=args),
         )

@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 
 import numpy as np
 
@@ -23,6 +24,7 @@ from numlp.checks import check_inputs
 from numlp.losses import BCEWithLogits, Loss, SoftmaxCrossEntropy, check_labels
 from numlp.optim import Adam, Optimizer, global_grad_norm
 from numlp.schedules import Schedule, SchedulePlan
+from numlp.threads import ThreadGovernor
 from numlp.train.batches import BatchStream, validation_indices
 from numlp.train.callbacks import CallbackList, EpochLogger, History, TrainingContext
 from numlp.train.state import TrainState
@@ -54,6 +56,7 @@ def fit(
     resume: dict | None = None,
     max_grad_norm: float | None = MAX_GRAD_NORM,
     augment: Callable | None = None,
+    threads: int | str | None = None,
 ) -> History:
     """Train ``model`` on ``x: (samples, *input_shape)`` and ``y`` (class ids for cross-entropy).
 
@@ -92,6 +95,11 @@ def fit(
         background thread, ahead of training; validation data are never augmented. Its
         random draws follow from ``seed`` (or from a key kept in the training state), so
         seeded runs and resumed runs are reproducible.
+    threads : int, "auto" or None
+        BLAS threads while training (:mod:`numlp.threads`): ``"auto"`` takes the cores that
+        other processes leave free, re-measured after every epoch; an int fixes the count;
+        None (the default) leaves BLAS as it is. The original setting is restored at the end.
+        Needs ``threadpoolctl`` (the ``speed`` extra) to take effect.
 
     Returns
     -------
@@ -108,6 +116,7 @@ def fit(
     optimizer = optimizer or Adam(model.parameters())
     _check_settings(model, epochs, batch_size, optimizer, loss, augment, validation_data,
                     validation_split)  # fmt: skip
+    governor = ThreadGovernor(threads) if threads is not None else None
     rng = np.random.default_rng(seed)
     if model.input_shape is None and np.ndim(x) >= 2:
         model.set_input_shape(np.shape(x)[1:])
@@ -138,6 +147,7 @@ def fit(
     if isinstance(schedule, SchedulePlan):
         schedule = schedule.build(epochs, len(batches))
     loop = _Loop(model, optimizer, loss, schedule, batches, rng, max_grad_norm)
+    loop.governor = governor
     loop.state = TrainState(
         rng_epoch_start=rng.bit_generator.state,
         augment_key=augment_key if augment is not None else None,
@@ -155,6 +165,7 @@ class _Loop:
         self.model, self.optimizer, self.loss, self.schedule = model, optimizer, loss, schedule
         self.batches, self.rng, self.max_grad_norm = batches, rng, max_grad_norm
         self.state = TrainState()
+        self.governor: ThreadGovernor | None = None
         self.classification = isinstance(loss, SoftmaxCrossEntropy)
         self.binary = isinstance(loss, BCEWithLogits) and model.classes == 1
 
@@ -171,7 +182,7 @@ class _Loop:
         history.records = self.state.history  # one list: what callbacks see is what is saved
         self.model.stop_training = False
         callbacks.on_train_begin(context)
-        with _deferred_sigint() as interrupted:
+        with self.governor or nullcontext(), _deferred_sigint() as interrupted:
             for epoch in range(self.state.epoch + 1, epochs + 1):
                 callbacks.on_epoch_begin(epoch)
                 started = time.perf_counter() - self.state.epoch_seconds
@@ -180,6 +191,10 @@ class _Loop:
                     self.state.epoch_seconds = time.perf_counter() - started
                     break
                 logs = self._epoch_logs(epoch, samples, validation_data, started)
+                if self.governor is not None:
+                    if self.governor.history:
+                        logs["threads"] = self.governor.history[-1]
+                    self.governor.next_epoch()
                 self.state.finish_epoch(epoch, logs, self.rng)
                 callbacks.on_epoch_end(epoch, logs)
                 if self.model.stop_training or interrupted():

@@ -1,0 +1,107 @@
+"""BLAS threads while training: a fixed count is applied and the original restored however
+training ends; the automatic count follows the cores other processes leave free."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from numlp import SGD, Dense, ReLU, Sequential, TrainingDiverged
+from numlp.threads import ThreadGovernor, cpu_count, parse_threads
+
+threadpoolctl = pytest.importorskip("threadpoolctl")
+
+
+def blas_threads() -> int:
+    return threadpoolctl.threadpool_info()[0]["num_threads"]
+
+
+def blobs(n=400):
+    r = np.random.default_rng(0)
+    y = r.integers(0, 3, n)
+    return (r.standard_normal((n, 5)) + y[:, None]).astype(np.float32), y
+
+
+def test_thread_settings_are_parsed_strictly():
+    assert parse_threads(None) == parse_threads("auto") == "auto"
+    assert parse_threads("2") == parse_threads(2) == 2
+    for bad in ("0", "-1", "two", "1.5", 0):
+        with pytest.raises(ValueError, match="positive integer or 'auto'"):
+            parse_threads(bad)
+
+
+def test_a_fixed_count_is_applied_and_the_original_restored():
+    original = blas_threads()
+    with ThreadGovernor(1) as governor:
+        assert blas_threads() == 1 and governor.history == [1]
+    assert blas_threads() == original
+
+
+def test_fit_records_the_count_per_epoch_and_restores_it_even_when_training_fails():
+    original = blas_threads()
+    x, y = blobs()
+    model = Sequential([Dense(5, 16), ReLU(), Dense(16, 3)], seed=0)
+    history = model.fit(x, y, epochs=2, batch_size=32, seed=0, threads=1)
+    assert history["threads"] == [1, 1] and blas_threads() == original
+    exploding = SGD(model.parameters(), lr=1e9)
+    with pytest.raises(TrainingDiverged):
+        model.fit(x * 1e6, y, epochs=1, optimizer=exploding, threads=1)
+    assert blas_threads() == original
+
+
+def test_the_same_seed_and_thread_count_give_the_same_weights():
+    x, y = blobs()
+    runs = []
+    for _ in range(2):
+        model = Sequential([Dense(5, 16), ReLU(), Dense(16, 3)], seed=0)
+        model.fit(x, y, epochs=2, batch_size=32, seed=0, threads=1)
+        runs.append(model.state_dict())
+    for key in runs[0]:
+        np.testing.assert_array_equal(runs[0][key], runs[1][key])
+
+
+class StubMeter:
+    def __init__(self, readings):
+        self.readings = list(readings)
+
+    def read(self):
+        return self.readings.pop(0)
+
+
+def test_automatic_counts_take_the_cores_others_leave_free():
+    governor = ThreadGovernor("auto", cores=4)
+    governor._meter = StubMeter([0.1, 1.4, 2.6, 3.9, 7.0])
+    assert [governor._choose() for _ in range(5)] == [4, 3, 1, 1, 1]
+
+
+def test_with_every_core_busy_elsewhere_the_automatic_count_is_one():
+    cores = cpu_count()
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(cores)]
+    try:
+        with ThreadGovernor("auto") as governor:
+            chosen = governor.history[0]
+            during = blas_threads()
+    finally:
+        for process in busy:
+            process.kill()
+            process.wait()
+    assert chosen == 1 and during == 1
+
+
+def test_the_command_line_takes_threads_from_the_flag_or_the_environment(mnist_path, tmp_path):
+    from conftest import train_argv
+
+    base = [sys.executable, "-m", "numlp", *train_argv(mnist_path, tmp_path / "a", 8, 1)]
+    done = subprocess.run([*base, "--threads", "1", "--no-plots"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert '"threads": 1' in (tmp_path / "a" / "metrics.jsonl").read_text()
+    environment = {**os.environ, "NUMLP_THREADS": "zero"}
+    other = [sys.executable, "-m", "numlp", *train_argv(mnist_path, tmp_path / "b", 8, 1)]
+    done = subprocess.run(other, capture_output=True, text=True, env=environment)
+    assert done.returncode == 2
+    assert (
+        done.stderr.strip()
+        == "numlp: error: threads must be a positive integer or 'auto', got 'zero'"
+    )
