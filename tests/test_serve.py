@@ -1,6 +1,7 @@
 """numlp serve: endpoints and bad input (in process), then a real server driven by Chromium
 (Playwright draws with the mouse) and a bounded load test from a second process."""
 
+import contextlib
 import io
 import json
 import shutil
@@ -163,6 +164,23 @@ def stop_server(process) -> str:
     return err
 
 
+@contextlib.contextmanager
+def chromium():
+    """Debian's headless Chromium driven by Playwright (the test is skipped without them)."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    browser_path = shutil.which("chromium")
+    if browser_path is None:
+        pytest.skip("Chromium is not installed (Debian package chromium; .ci/run installs it)")
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking"]
+    flags += ["--disable-component-update", "--disable-sync"]
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, headless=True, args=flags)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
 @pytest.fixture(scope="module")
 def server(model_file):
     process, url = start_server(model_file, free_port(), driver=PLAIN_DRIVER)
@@ -171,23 +189,7 @@ def server(model_file):
 
 
 def test_drawing_a_one_in_chromium_shows_the_prediction(server):
-    playwright = pytest.importorskip("playwright.sync_api")
-    browser_path = shutil.which("chromium")
-    if browser_path is None:
-        pytest.skip("Chromium is not installed (Debian package chromium; .ci/run installs it)")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=browser_path,
-            headless=True,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--disable-quic",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-            ],
-        )
+    with chromium() as browser:
         page = browser.new_page()
         page.goto(server + "/")
         box = page.locator("#pad").bounding_box()
@@ -206,7 +208,6 @@ def test_drawing_a_one_in_chromium_shows_the_prediction(server):
         )
         page.locator("#clear").click()
         cleared = page.locator("#top").inner_text()
-        browser.close()
     assert top.startswith("1 "), top
     assert seen > 20  # the 28x28 input the model saw is drawn on the page
     assert cleared == "–"
@@ -267,14 +268,7 @@ def test_class_names_from_a_model_file_never_run_in_the_page(hostile_server):
     with urllib.request.urlopen(url + "/") as response:
         page = response.read().decode()
     assert "</script><script>window.pwned" not in page and "<img src=x" not in page
-    playwright = pytest.importorskip("playwright.sync_api")
-    browser_path = shutil.which("chromium")
-    if browser_path is None:
-        pytest.skip("Chromium is not installed (Debian package chromium; .ci/run installs it)")
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=browser_path, headless=True, args=["--no-sandbox", "--disable-gpu"]
-        )
+    with chromium() as browser:
         page = browser.new_page()
         page.goto(url + "/")
         box = page.locator("#pad").bounding_box()
@@ -286,7 +280,6 @@ def test_class_names_from_a_model_file_never_run_in_the_page(hostile_server):
         pwned = page.evaluate("window.pwned")
         names = page.locator("#bars .bar span:first-child").all_inner_texts()
         images = page.locator("#bars img").count()
-        browser.close()
     assert pwned is None and images == 0
     assert names[:3] == HOSTILE_NAMES[:3]  # shown as the text they are
 
