@@ -1,6 +1,7 @@
 """BLAS threads while training: a fixed count is applied and the original restored however
 training ends; the automatic count follows the cores other processes leave free."""
 
+import json
 import os
 import subprocess
 import sys
@@ -108,3 +109,15 @@ def test_the_command_line_takes_threads_from_the_flag_or_the_environment(mnist_p
         done.stderr.strip()
         == "numlp: error: threads must be a positive integer or 'auto', got 'zero'"
     )
+
+
+def test_the_server_answers_on_one_blas_thread():
+    code = (
+        "import json, numpy, threadpoolctl\n"
+        "from numlp.serve import _one_blas_thread\n"
+        "_one_blas_thread()\n"
+        "print(json.dumps(threadpoolctl.threadpool_info()))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    pools = [p for p in json.loads(done.stdout) if p["user_api"] == "blas"]
+    assert pools and all(pool["num_threads"] == 1 for pool in pools)

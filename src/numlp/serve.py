@@ -219,6 +219,16 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _one_blas_thread() -> None:
+    """Answers are one image at a time: a second BLAS thread only adds its wake-up (and its
+    spinning, on a busy machine) to every request. Needs threadpoolctl; without it, as is."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return
+    threadpool_limits(1, user_api="blas")
+
+
 def serve(
     model_path, host: str = "127.0.0.1", port: int = 8000, max_bytes: int = MAX_BYTES, stream=None
 ):
@@ -231,6 +241,7 @@ def serve(
     from numlp.io import load_model
 
     model, header = load_model(model_path)
+    _one_blas_thread()
     sock = bind(host, port)
     port = sock.getsockname()[1]  # the real one when 0 asked for any free port
     print(

@@ -1,0 +1,56 @@
+"""Each benchmark script runs end to end at a tiny size (their timings are never asserted:
+they belong in notes and benchmarks/results, not in tests)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from numlp import Dense, Flatten, ReLU, Sequential
+from numlp.io import save_model
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def run(script, *args, timeout=300) -> dict:
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout[done.stdout.index("{") :])
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    model = Sequential([Flatten(), Dense(784, 32), ReLU(), Dense(32, 10)], (28, 28), seed=0)
+    path = tmp_path_factory.mktemp("bench") / "model.npz"
+    return save_model(path, model, class_names=list("0123456789"), preprocessing={"scale": 1 / 255})
+
+
+def test_busy_machine_benchmark_runs_quiet_and_busy(mnist_path):
+    pytest.importorskip("threadpoolctl")
+    result = run("busy.py", "--data-dir", mnist_path, "--epochs", "1", "--libraries", "numlp")
+    numlp = result["results"]["numlp"]
+    assert len(numlp["quiet"]["seconds"]) == 1 and len(numlp["busy"]["seconds"]) == 1
+    assert numlp["busy"]["threads"] and "busy_over_quiet" in numlp
+
+
+def test_serve_load_benchmark_runs_both_servers(model_file):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("starlette")
+    result = run("serve_load.py", "--model", model_file, "--seconds", "0.1", "--no-busy")
+    for server in ("numlp", "onnx"):
+        loads = result["quiet"][server]
+        assert "json 32 clients as fast as answered" in loads and "png 8 clients 200/s" in loads
+        assert all(load["errors"] == 0 and load["requests"] > 0 for load in loads.values())
+
+
+def test_serve_pictures_benchmark_runs():
+    pytest.importorskip("starlette")
+    result = run("serve_pictures.py", "--clients", "12", "--pictures", "3", "--side", "600")
+    assert sum(result["statuses"].values()) == 12 and result["tracebacks_in_log"] == 0
