@@ -15,8 +15,8 @@ from pathlib import Path
 
 try:
     import fcntl
-except ImportError:  # Windows: an exclusive create of the lock file stands in for flock
-    fcntl = None
+except ImportError:  # Windows: creating the lock file exclusively stands in for flock (a run
+    fcntl = None  # killed there leaves it behind: delete it by hand)
 
 RUN_FILES = ("model.npz", "metrics.jsonl", "config.toml", "checkpoint.npz")
 # What a finished run may also hold (plots, the HTML report): removed too by --overwrite.
@@ -116,14 +116,16 @@ def claim_run_dir(out, *, overwrite: bool = False, resume: bool = False) -> RunC
 
 def _lock(path: Path):
     """Open and exclusively lock ``path``; None if another process holds it."""
+    if fcntl is None:  # Windows: the file's exclusive creation is the claim
+        try:
+            handle = os.fdopen(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY), "w")
+        except FileExistsError:
+            return None
+        return _write_pid(handle)
     while True:
         handle = open(path, "a+", encoding="utf-8")
         try:
-            if fcntl is not None:
-                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-            elif handle.tell() > 0:
-                handle.close()
-                return None
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.close()
             return None
@@ -135,12 +137,16 @@ def _lock(path: Path):
         except FileNotFoundError:
             same = False
         if same:
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
-            return handle
+            return _write_pid(handle)
         handle.close()  # the holder released and removed it in between: lock the new one
+
+
+def _write_pid(handle):
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
 
 
 def _holder(out: Path) -> str:
