@@ -22,8 +22,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from neighbours import busy_neighbours, emit
+
 HERE = Path(__file__).resolve().parent
-BUSY_LOOP = "while True: pass"
 
 
 def worker(library: str, data_dir: str, epochs: int) -> dict:
@@ -57,8 +58,7 @@ def worker(library: str, data_dir: str, epochs: int) -> dict:
 
 
 def measure(library: str, data_dir: str, epochs: int, busy: bool, timeout: float) -> dict:
-    neighbours = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(2 * busy)]
-    try:
+    with busy_neighbours(2 * busy):
         done = subprocess.run(
             [sys.executable, __file__, "--worker", library, "--data-dir", data_dir,
              "--epochs", str(epochs)],
@@ -66,10 +66,6 @@ def measure(library: str, data_dir: str, epochs: int, busy: bool, timeout: float
             text=True,
             timeout=timeout,
         )  # fmt: skip
-    finally:
-        for process in neighbours:
-            process.kill()
-            process.wait()
     if done.returncode != 0:
         return {"error": done.stderr.strip().splitlines()[-1] if done.stderr else "failed"}
     result = json.loads(done.stdout)
@@ -100,10 +96,7 @@ def main() -> int:
         quiet, busy = conditions["quiet"].get("median"), conditions["busy"].get("median")
         if quiet and busy:
             conditions["busy_over_quiet"] = round(busy / quiet, 2)
-    text = json.dumps({"cpus": os.cpu_count(), "epochs": args.epochs, "results": results}, indent=1)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    emit({"cpus": os.cpu_count(), "epochs": args.epochs, "results": results}, args.json)
     return 0
 
 

@@ -30,8 +30,7 @@ import urllib.request
 from pathlib import Path
 
 import numpy as np
-
-BUSY_LOOP = "while True: pass"
+from neighbours import busy_neighbours, emit
 
 ONNX_SERVER = """
 import sys
@@ -180,21 +179,19 @@ def run_server(kind, model, onnx_path, plan, busy: bool) -> dict:
     """Start one server (and the busy neighbours), run every load of ``plan``, stop all."""
     port = free_port()
     server = start_server(kind, model, onnx_path, port)
-    neighbours = [subprocess.Popen([sys.executable, "-c", BUSY_LOOP]) for _ in range(2 * busy)]
     results = {}
     try:
-        payloads = bodies()
-        for workload, clients, rate, seconds in plan:
-            body, content_type = payloads[workload]
-            count = max(int((rate or 3000) * seconds), 1)
-            asyncio.run(open_loop(port, body, content_type, rate, clients, min(count, 200)))
-            measured = asyncio.run(open_loop(port, body, content_type, rate, clients, count))
-            offered = f"{rate:g}/s" if rate else "as fast as answered"
-            results[f"{workload} {clients} clients {offered}"] = summary(*measured)
+        with busy_neighbours(2 * busy):
+            payloads = bodies()
+            for workload, clients, rate, seconds in plan:
+                body, content_type = payloads[workload]
+                count = max(int((rate or 3000) * seconds), 1)
+                warm_up = min(count, 200)
+                asyncio.run(open_loop(port, body, content_type, rate, clients, warm_up))
+                measured = asyncio.run(open_loop(port, body, content_type, rate, clients, count))
+                offered = f"{rate:g}/s" if rate else "as fast as answered"
+                results[f"{workload} {clients} clients {offered}"] = summary(*measured)
     finally:
-        for process in neighbours:
-            process.kill()
-            process.wait()
         server.terminate()
         server.wait(timeout=10)
     return results
@@ -230,10 +227,7 @@ def main() -> int:
             results.setdefault(condition, {})[kind] = run_server(
                 kind, args.model, onnx_path, plan, busy
             )
-    text = json.dumps(results, indent=1)
-    print(text)
-    if args.json:
-        Path(args.json).write_text(text + "\n", encoding="utf-8")
+    emit(results, args.json)
     return 0
 
 
