@@ -99,7 +99,8 @@ def fit(
         BLAS threads while training (:mod:`numlp.threads`): ``"auto"`` takes the cores that
         other processes leave free, re-measured after every epoch; an int fixes the count;
         None (the default) leaves BLAS as it is. The original setting is restored at the end.
-        Needs ``threadpoolctl`` (the ``speed`` extra) to take effect.
+        Needs ``threadpoolctl`` (the ``speed`` extra): without it ``"auto"`` leaves BLAS as
+        it is and a fixed count raises ImportError saying how to install it.
 
     Returns
     -------
