@@ -143,11 +143,20 @@ def load_config(path, base: TrainConfig | None = None) -> TrainConfig:
     ``[augment]`` table or, as older files have them, at the top) over ``base``."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ValueError(f"cannot read config {path}: {err.strerror or err}") from None
     except UnicodeDecodeError:
         raise ValueError(f"config {path} is not UTF-8 text; save it as UTF-8 TOML") from None
+    return parse_config(text, base, where=path)
+
+
+def parse_config(text: str, base: TrainConfig | None = None, where="config") -> TrainConfig:
+    """The settings in TOML ``text`` over ``base`` (see :func:`load_config`); errors name
+    ``where`` the text came from."""
+    path = where
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise ValueError(f"config {path} is not valid TOML: {err}") from None
     data = dict(data.get("train", data))  # a [train] table or top-level keys
@@ -189,17 +198,18 @@ def to_toml(config: TrainConfig) -> str:
     """The configuration as TOML (``key = value`` lines and an ``[augment]`` table), which
     :func:`load_config` reads back to the same configuration."""
     lines = ["# numlp training configuration: rerun with `numlp train --config THIS_FILE`"]
-    lines += [f"{name} = {_toml_value(getattr(config, name))}" for name in TRAIN_FIELDS]
+    lines += [f"{name} = {toml_value(getattr(config, name))}" for name in TRAIN_FIELDS]
     lines += ["", "[augment]  # random distortions of the training images (0: none)"]
-    lines += [f"{name} = {_toml_value(getattr(config.augment, name))}" for name in AUGMENT_FIELDS]
+    lines += [f"{name} = {toml_value(getattr(config.augment, name))}" for name in AUGMENT_FIELDS]
     return "\n".join(lines) + "\n"
 
 
-def _toml_value(value) -> str:
+def toml_value(value) -> str:
+    """One value in TOML syntax (strings quoted, tuples as arrays)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (tuple, list)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return repr(value)

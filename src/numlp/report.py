@@ -46,7 +46,7 @@ def require_matplotlib():
     return plt
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     """Save a figure as PNG atomically (a temp name in the same folder, then rename)."""
     import matplotlib.pyplot as plt
 
@@ -94,7 +94,7 @@ def plot_curves(records: list[dict], path, title: str = "") -> Path:
         ax.legend()
     fig.suptitle(title or "learning curves")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_confusion(cm: np.ndarray, class_names, path) -> Path:
@@ -121,7 +121,7 @@ def plot_confusion(cm: np.ndarray, class_names, path) -> Path:
     ax.set_ylabel("true")
     ax.set_title("confusion matrix (test set)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_mistakes(images, y_true, proba, class_names, path, count: int = 25) -> Path:
@@ -143,7 +143,7 @@ def plot_mistakes(images, y_true, proba, class_names, path, count: int = 25) -> 
         )
     fig.suptitle(f"most confident mistakes ({len(wrong)} in all)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_first_layer(weights: np.ndarray, path, count: int = 64) -> Path:
@@ -160,7 +160,7 @@ def plot_first_layer(weights: np.ndarray, path, count: int = 64) -> Path:
         ax.imshow(w, cmap="bwr", vmin=-limit, vmax=limit)
     fig.suptitle(f"first-layer weights ({count} of {weights.shape[1]} units)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_per_class(cm: np.ndarray, class_names, path) -> Path:
@@ -176,7 +176,7 @@ def plot_per_class(cm: np.ndarray, class_names, path) -> Path:
     ax.set_title("per-class accuracy (test set)")
     plt.setp(ax.get_xticklabels(), rotation=45, ha="right")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_samples(images, labels, class_names, path, count: int = 36, title: str = "") -> Path:
@@ -192,7 +192,7 @@ def plot_samples(images, labels, class_names, path, count: int = 36, title: str 
         ax.set_title(str(class_names[labels[i]]), fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_comparison(runs: dict[str, list[dict]], path) -> Path:
@@ -218,7 +218,7 @@ def plot_comparison(runs: dict[str, list[dict]], path) -> Path:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def make_run_plots(run, data_dir=None, download: bool = True) -> dict[str, Path]:

@@ -121,6 +121,7 @@ def run_training(
     progress_bar: bool = False,
     on_finish=None,
     threads: int | str | None = "auto",
+    score_test: bool = True,
 ) -> dict:
     """Train as ``config`` says, write the run folder ``out`` (default: a new folder
     ``runs/DATASET-TIMESTAMP``) and return a summary dict
@@ -138,6 +139,9 @@ def run_training(
     (the last good checkpoint is kept). ``quiet`` prints only the final line; ``progress_bar``
     adds a live tqdm bar per epoch (for terminals). ``threads`` goes to ``fit`` (see
     :mod:`numlp.threads`): by default the BLAS threads follow the cores left free.
+
+    ``score_test=False`` never scores the test set (a sweep's trials choose on validation
+    alone): the summary and the model's header then carry no test figures.
     """
     config.validate()
     stream = stream or sys.stdout
@@ -155,7 +159,9 @@ def run_training(
             print(_first_line(config, claim.path, prepared), file=stream, flush=True)
         shown = _progress_callbacks(stream, quiet, progress_bar)
         callbacks = [*shown, *callbacks]
-        summary = _fit_and_save(config, claim.path, prepared, callbacks, stream, threads)
+        summary = _fit_and_save(
+            config, claim.path, prepared, callbacks, stream, threads, score_test
+        )
         if on_finish is not None:
             on_finish(claim.path, prepared)
         return summary
@@ -224,8 +230,11 @@ def _metadata(data: Dataset) -> dict:
     }
 
 
-def _fit_and_save(config, out: Path, prepared: Prepared, callbacks, stream, threads) -> dict:
-    """Fit, score the test set once, save ``model.npz``; the final line goes to ``stream``."""
+def _fit_and_save(
+    config, out: Path, prepared: Prepared, callbacks, stream, threads, score_test: bool
+) -> dict:
+    """Fit, score the test set once (if asked), save ``model.npz``; the final line goes to
+    ``stream``."""
     model, data = prepared.model, prepared.data
     loss = SoftmaxCrossEntropy(config.label_smoothing)
     checkpoint = Checkpoint(out / "checkpoint.npz", **_metadata(data), config=config.flat())
@@ -256,20 +265,17 @@ def _fit_and_save(config, out: Path, prepared: Prepared, callbacks, stream, thre
             err.args = (f"{err} The last good checkpoint is kept in {out / 'checkpoint.npz'}.",)
         raise
     seconds = time.perf_counter() - started
-    summary = _summary(config, model, loss, prepared, history.records, seconds)
+    summary = _summary(config, model, loss, prepared, history.records, seconds, score_test)
     training = {**summary, "config": config.flat()}
     path = save_model(out / "model.npz", model, **_metadata(data), training=training)
     print(_last_line(config, summary, path), file=stream, flush=True)
     return {**summary, "model_path": str(path), "history": history.records}
 
 
-def _summary(config, model, loss, prepared: Prepared, records, seconds: float) -> dict:
-    """The run's figures; the test set is scored here, once."""
-    y_test = prepared.data.y_test
-    test = model.evaluate(prepared.x_test, y_test, loss=loss)
-    plain = model.evaluate(prepared.x_test, y_test) if config.label_smoothing else test
+def _summary(config, model, loss, prepared: Prepared, records, seconds: float, score_test) -> dict:
+    """The run's figures; the test set is scored here, once (or not at all)."""
     last = records[-1]
-    return {
+    summary = {
         "dataset": prepared.data.name,
         "epochs": len(records),
         "seconds": round(seconds, 2),
@@ -277,6 +283,14 @@ def _summary(config, model, loss, prepared: Prepared, records, seconds: float) -
         "train_accuracy": last.get("accuracy"),
         "val_loss": last.get("val_loss"),
         "val_accuracy": last.get("val_accuracy"),
+    }
+    if not score_test:
+        return summary
+    y_test = prepared.data.y_test
+    test = model.evaluate(prepared.x_test, y_test, loss=loss)
+    plain = model.evaluate(prepared.x_test, y_test) if config.label_smoothing else test
+    return {
+        **summary,
         "test_loss": test["loss"],  # the training loss (label smoothing included)
         "test_cross_entropy": plain["loss"],  # what `numlp evaluate` reports
         "test_accuracy": test["accuracy"],
@@ -284,6 +298,13 @@ def _summary(config, model, loss, prepared: Prepared, records, seconds: float) -
 
 
 def _last_line(config: TrainConfig, summary: dict, path: Path) -> str:
+    if "test_accuracy" not in summary:
+        val = summary["val_accuracy"]
+        scored = f"validation accuracy {val:.2%}" if val is not None else "no validation split"
+        return (
+            f"{scored} (test set not scored) after {summary['epochs']} epochs in "
+            f"{summary['seconds']:.1f}s; model saved to {path}"
+        )
     loss_words = f"cross-entropy {summary['test_cross_entropy']:.4f}"
     if config.label_smoothing:
         loss_words += (
