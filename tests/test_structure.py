@@ -22,11 +22,15 @@ FLOORS = {
     7: "io export sklearn config",  # files, other formats, settings
     8: "checkpoint bench",
     9: "run",  # config -> data, model, fit, files
-    10: "report serve",
-    11: "cli.common",
-    12: "cli.train cli.models cli.runs cli.data",  # one module per command group
-    13: "cli",
-    14: "__main__ __init__ cli.__main__",
+    10: "report serve sweep.space sweep.storage",
+    11: "sweep.trial",  # a trial is a run of numlp train
+    12: "sweep.worker sweep.show",
+    13: "sweep.driver",
+    14: "sweep",
+    15: "cli.common",
+    16: "cli.train cli.models cli.runs cli.data cli.sweep",  # one module per command group
+    17: "cli",
+    18: "__main__ __init__ cli.__main__",
 }
 FLOOR = {
     f"numlp.{m}" if m != "__init__" else "numlp": n for n, ms in FLOORS.items() for m in ms.split()

@@ -11,7 +11,7 @@ import os
 import sys
 
 from numlp._version import __version__
-from numlp.cli import data, models, runs, train
+from numlp.cli import data, models, runs, sweep, train
 from numlp.cli.common import CLIError
 
 EXIT_USAGE = 2
@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"numlp {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of errors")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for group in (train, models, runs, data):  # the order `numlp --help` lists them in
+    for group in (train, sweep, models, runs, data):  # the order `numlp --help` lists them in
         group.add_commands(commands)
     return parser
 
@@ -40,6 +40,8 @@ def main(argv=None) -> int:
     # Everything after the command `bench` belongs to the benchmark's own parser; only the
     # command word counts (an option value such as `--out bench` does not).
     at = next((i for i, arg in enumerate(argv) if not arg.startswith("-")), None)
+    if at is not None and argv[at] == "sweep":
+        argv = sweep.sweep_show_argv(argv, at)  # `numlp sweep show DIR`
     if at is not None and argv[at] == "bench":
         args = parser.parse_args(argv[: at + 1])
         args.bench_args = argv[at + 1 :]
