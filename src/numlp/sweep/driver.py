@@ -263,7 +263,8 @@ def _short(value) -> str:
 def _worker_settings(out: Path, space: SearchSpace, config: SweepSettings, data_dir) -> dict:
     """What a worker process needs, as plain values (workers are spawned, not forked)."""
     cores = os.cpu_count() or 1
-    threads = config.threads or max(1, cores // config.workers)
+    # One worker follows the machine's load like `numlp train`; several share the cores out.
+    threads = config.threads or ("auto" if config.workers == 1 else max(1, cores // config.workers))
     deadline = time.time() + config.timeout if config.timeout else None
     return {
         "out": str(out),
@@ -316,12 +317,11 @@ def _work_here(job: dict, space: SearchSpace, config: SweepSettings, stream) -> 
 def worker_main(job: dict) -> None:
     """A worker process: join the study and take trials; Ctrl-C ends it quietly (its trial is
     left failed, and does not count)."""
-    config = SweepSettings(**job["settings"])
-    base = parse_config(job["base"], where="base.toml")
-    space = parse_space(job["space"], base)
     try:
+        config = SweepSettings(**job["settings"])
+        space = parse_space(job["space"], parse_config(job["base"], where="base.toml"))
         _work_here(job, space, config, sys.stdout)
-    except SweepInterrupted:
+    except (KeyboardInterrupt, SweepInterrupted):
         sys.exit(130)
 
 
