@@ -72,6 +72,27 @@ def mnist_arrays_raw(mnist_path):
     )
 
 
+@pytest.fixture(scope="session")
+def small_data(mnist_path, tmp_path_factory) -> Path:
+    """6,000 training and 1,000 test images of the real MNIST, as a "kmnist" folder whose
+    content hashes are recorded (as numlp records them after a download): real digits, small
+    enough that a run of several epochs takes a second. Pass its parent as ``data_dir``."""
+    import json
+
+    from numlp.data.idx import read_idx, write_idx
+
+    folder = tmp_path_factory.mktemp("data") / "kmnist"
+    folder.mkdir()
+    hashes = {}
+    for prefix, count in (("train", 6000), ("t10k", 1000)):
+        for kind, n in (("images", 3), ("labels", 1)):
+            name = f"{prefix}-{kind}-idx{n}-ubyte"
+            write_idx(folder / name, read_idx_gz(mnist_path / f"{name}.gz")[:count])
+            hashes[name] = read_idx(folder / name, with_sha256=True)[1]
+    (folder / "numlp-sha256.json").write_text(json.dumps(hashes))
+    return folder
+
+
 def train_argv(mnist_path, out, hidden=16, epochs=1, *extra) -> list[str]:
     """`numlp train` arguments for a small offline run on the real MNIST files."""
     return [

@@ -97,6 +97,18 @@ def test_bad_labels_are_refused_with_a_clear_message(labels, message):
         SoftmaxCrossEntropy().forward(np.zeros((3, 5)), labels)
 
 
+@pytest.mark.parametrize("loss", [MSE(), BCEWithLogits()])
+def test_mse_and_bce_take_class_ids_as_one_hot_rows_with_their_gradient(loss):
+    # Seeds 002 and 003 train 10 sigmoid outputs against one-hot digits.
+    outputs = np.random.default_rng(0).standard_normal((4, 10))
+    ids = np.array([1, 2, 3, 9])
+    one_hot = np.eye(10)[ids]
+    assert loss.forward(outputs, ids) == loss.forward(outputs, one_hot)
+    assert check_loss(loss, outputs, ids).ok
+    with pytest.raises(ValueError, match="class id 10 is outside"):
+        loss.forward(outputs, np.array([1, 2, 3, 10]))
+
+
 def test_mse_refuses_mismatched_shapes_and_points_to_cross_entropy():
     with pytest.raises(ValueError, match="SoftmaxCrossEntropy"):
-        MSE().forward(np.zeros((3, 10)), np.array([1, 2, 3]))
+        MSE().forward(np.zeros((3, 10)), np.zeros((3, 5)))

@@ -18,7 +18,7 @@ from numlp import (
     SoftmaxCrossEntropy,
     Tanh,
 )
-from numlp.gradcheck import check_model
+from numlp.gradcheck import check_model, numeric_gradient
 from numlp.init import variance
 
 rng = np.random.default_rng(11)
@@ -229,10 +229,38 @@ def test_load_state_dict_with_a_wrong_shape_changes_nothing():
     np.testing.assert_array_equal(model.layers[0].W.value, before)
 
 
-def test_softmax_head_with_cross_entropy_is_refused():
-    model = Sequential([Dense(4, 3), Softmax()], seed=0)
-    with pytest.raises(ValueError, match="remove the Softmax"):
-        model.fit(np.zeros((4, 4)), np.zeros(4, dtype=int), epochs=1)
+def test_a_softmax_head_trains_fused_exactly_like_the_logits_model():
+    # Seed 000 ends its model with Softmax: the loss takes the logits below it.
+    x = rng.standard_normal((64, 4))
+    y = rng.integers(0, 3, 64)
+    with_head = Sequential([Dense(4, 5), ReLU(), Dense(5, 3), Softmax()], seed=0)
+    plain = Sequential([Dense(4, 5), ReLU(), Dense(5, 3)], seed=0)
+    for model in (with_head, plain):
+        history = model.fit(x, y, epochs=3, batch_size=8, seed=1)
+    for a, b in zip(with_head.parameters(), plain.parameters()):
+        np.testing.assert_array_equal(a.value, b.value)
+    assert len(history["accuracy"]) == 3  # a probability head still reports accuracy
+    np.testing.assert_allclose(with_head.predict_proba(x), plain.predict_proba(x), rtol=1e-6)
+    assert with_head.evaluate(x, y)["loss"] == pytest.approx(plain.evaluate(x, y)["loss"])
+
+
+def test_the_fused_softmax_head_gradient_is_that_of_the_cross_entropy_on_probabilities():
+    model = Sequential([Dense(4, 5), Tanh(), Dense(5, 3), Softmax()], seed=0)
+    model.astype(np.float64)
+    x, y = rng.standard_normal((6, 4)), rng.integers(0, 3, 6)
+    loss = SoftmaxCrossEntropy()
+    assert check_model(model, loss, x, y).ok
+    # the same gradient, by finite differences of -mean(log p[y]) through the Softmax layer
+    loss.forward(model.forward(x, head=False), y)
+    model.backward(loss.backward(), head=False)
+    weights = model.layers[0].W
+
+    def on_probabilities():
+        p = model.forward(x)
+        return -np.mean(np.log(p[np.arange(len(y)), y]))
+
+    numeric = numeric_gradient(on_probabilities, weights.value)
+    np.testing.assert_allclose(weights.grad, numeric, rtol=1e-6, atol=1e-9)
 
 
 def test_sigmoid_bce_net_on_a_separable_set_converges_without_nan():
@@ -290,3 +318,41 @@ def test_mlp_builds_the_usual_stack_with_the_optional_layers():
         "ReLU",
         "Dense",
     ]
+
+
+@pytest.mark.parametrize("loss", [MSE(), BCEWithLogits(), SoftmaxCrossEntropy()])
+@pytest.mark.parametrize("head", [Sigmoid, Softmax, None])
+def test_every_head_and_loss_pair_has_the_right_gradient(loss, head):
+    # Seeds 002 and 003: sigmoid outputs with BCE (fused) and MSE (through the sigmoid).
+    layers = [Dense(4, 5), Tanh(), Dense(5, 3)] + ([head()] if head else [])
+    model = Sequential(layers, seed=0)
+    x, y = rng.standard_normal((6, 4)), rng.integers(0, 3, 6)
+    assert check_model(model, loss, x, y).ok
+
+
+def test_a_sigmoid_model_reports_its_own_loss_and_accuracy_for_every_loss():
+    model = Sequential([Dense(4, 3), Sigmoid()], seed=0)
+    x, y = rng.standard_normal((20, 4)), rng.integers(0, 3, 20)
+    assert isinstance(model.default_loss(), BCEWithLogits)
+    logits = model.forward(x, head=False)
+    expected = BCEWithLogits().forward(logits, y)
+    assert model.evaluate(x, y)["loss"] == pytest.approx(expected)
+    top = np.mean(logits.argmax(axis=1) == y)
+    for loss in (MSE(), BCEWithLogits()):
+        assert model.evaluate(x, y, loss=loss)["accuracy"] == pytest.approx(top)
+    history = model.fit(x, y, loss=MSE(), epochs=2, batch_size=5, seed=0)
+    assert len(history["accuracy"]) == 2
+
+
+def test_fixed_scale_initialisers_draw_at_the_scale_they_name():
+    big = Dense(400, 500, init="normal:0.01", bias_init="uniform:0,0.01", rng=rng)
+    assert big.W.value.std() == pytest.approx(0.01, rel=0.02)
+    assert big.b.value.min() >= 0 and big.b.value.max() < 0.01
+    uniform = Dense(400, 500, init="uniform:-0.1,0.1", bias_init="constant:0.5", rng=rng)
+    assert -0.1 <= uniform.W.value.min() and uniform.W.value.max() < 0.1
+    assert np.all(uniform.b.value == 0.5)
+    he = Dense(400, 500, bias_init="he_normal", rng=rng)  # seed 000 drew its biases like this
+    assert he.b.value.std() == pytest.approx(np.sqrt(2 / 400), rel=0.1)
+    assert Dense(4, 3).config().get("bias_init") is None  # default files stay as they were
+    restored = Sequential.from_config(Sequential([uniform], seed=0).config())
+    assert restored.layers[0].bias_init == "constant:0.5"

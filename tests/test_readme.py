@@ -17,7 +17,7 @@ def readme_commands() -> dict[str, set[str]]:
     current = None
     for line in block.splitlines():
         line = line.split("#", 1)[0]
-        match = re.match(r"numlp ((?:data )?[a-z]+)", line.strip())
+        match = re.match(r"numlp ((?:data |sweep )?[a-z]+)", line.strip())
         if match:
             current = match.group(1)
             commands.setdefault(current, set())
@@ -43,6 +43,7 @@ def parser_commands() -> dict[str, set[str]]:
 
     found = {}
     for name, parser in subparsers(build_parser()).items():
+        name = name.replace("sweep-show", "sweep show")  # `numlp sweep show` is parsed apart
         inner = subparsers(parser)
         for sub, subparser in inner.items():
             found[f"{name} {sub}"] = flags(subparser)

@@ -16,21 +16,22 @@ FLOORS = {
     "data.augment data.images train.batches train.callbacks train.state",
     2: "layers data.idx",  # the math, and the file format datasets come in
     3: "losses optim data.catalog",
-    4: "train.loop gradcheck data.download",  # the training loop needs no model class
-    5: "train data.datasets",
-    6: "model data data.convert progress",
-    7: "io export sklearn config",  # files, other formats, settings
-    8: "checkpoint bench",
-    9: "run",  # config -> data, model, fit, files
-    10: "report serve sweep.space sweep.storage",
-    11: "sweep.trial",  # a trial is a run of numlp train
-    12: "sweep.worker sweep.show",
-    13: "sweep.driver",
-    14: "sweep",
-    15: "cli.common",
-    16: "cli.train cli.models cli.runs cli.data cli.sweep",  # one module per command group
-    17: "cli",
-    18: "__main__ __init__ cli.__main__",
+    4: "train.scoring gradcheck data.download",
+    5: "train.loop",  # the training loop needs no model class
+    6: "train data.datasets",
+    7: "model data data.convert progress",
+    8: "io export sklearn config",  # files, other formats, settings
+    9: "checkpoint bench",
+    10: "run",  # config -> data, model, fit, files
+    11: "report serve sweep.space sweep.storage",
+    12: "sweep.trial",  # a trial is a run of numlp train
+    13: "sweep.worker sweep.show",
+    14: "sweep.driver",
+    15: "sweep",
+    16: "cli.common",
+    17: "cli.train cli.models cli.runs cli.data cli.sweep",  # one module per command group
+    18: "cli",
+    19: "__main__ __init__ cli.__main__",
 }
 FLOOR = {
     f"numlp.{m}" if m != "__init__" else "numlp": n for n, ms in FLOORS.items() for m in ms.split()

@@ -2,8 +2,8 @@
 workers (SQLite) and by separate processes through a real PostgreSQL server, workers killed
 with SIGKILL, Ctrl-C and --resume, ``sweep show``, and bad input.
 
-The trials train on a slice of the real MNIST files (saved as a small "kmnist" folder, the way
-a download leaves one) for 1-3 epochs, so each takes a second or two.
+The trials train on a slice of the real MNIST files (``small_data``, see conftest) for a few
+epochs, so each takes a second or two.
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ from pathlib import Path
 import numpy as np
 import optuna  # the dev extra brings it: without it this module fails to collect, as it should
 import pytest
-from conftest import read_idx_gz
 from postgres_server import postgres_bin, postgres_server
 
 from numlp.cli import main
 from numlp.config import load_config, preset_path
-from numlp.data.idx import read_idx, write_idx
 from numlp.sweep import (
     SpaceError,
     load_space,
@@ -43,22 +41,6 @@ lr = {log = [3e-4, 3e-3]}
 dropout = [0.0, 0.2]
 batch_size = {choice = [64, 128]}
 """
-
-
-@pytest.fixture(scope="session")
-def small_data(mnist_path, tmp_path_factory) -> Path:
-    """6,000 training and 1,000 test images of the real MNIST, as a "kmnist" folder whose
-    content hashes are recorded (as numlp records them after a download)."""
-    folder = tmp_path_factory.mktemp("data") / "kmnist"
-    folder.mkdir()
-    hashes = {}
-    for prefix, count in (("train", 6000), ("t10k", 1000)):
-        for kind, n in (("images", 3), ("labels", 1)):
-            name = f"{prefix}-{kind}-idx{n}-ubyte"
-            write_idx(folder / name, read_idx_gz(mnist_path / f"{name}.gz")[:count])
-            hashes[name] = read_idx(folder / name, with_sha256=True)[1]
-    (folder / "numlp-sha256.json").write_text(json.dumps(hashes))
-    return folder
 
 
 # Trials long enough (about a second) that a worker started a moment later still gets some, and

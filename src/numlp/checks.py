@@ -30,3 +30,21 @@ def check_inputs(x, input_shape: tuple[int, ...] | None, who: str = "input") -> 
         bad = np.argwhere(~np.isfinite(x))[0]
         raise ValueError(f"{who}: contains NaN or Inf (first at index {tuple(bad.tolist())})")
     return x
+
+
+def as_model_input(x: np.ndarray, input_shape, who: str = "input") -> np.ndarray:
+    """``x`` as a batch ``(batch, *input_shape)``: a batch, or one sample, whose per-sample
+    size agrees is reshaped (28x28 images for a model that takes 784 values, or the reverse).
+    Raises ValueError when the sizes do not agree."""
+    shape = tuple(input_shape)
+    size = math.prod(shape)
+    if x.shape == shape:
+        return x[None]
+    if x.ndim >= 2 and math.prod(x.shape[1:]) == size:
+        return x.reshape(len(x), *shape)
+    if math.prod(x.shape) == size:
+        return x.reshape(1, *shape)
+    raise ValueError(
+        f"{who}: array of shape {x.shape} does not hold {'x'.join(map(str, shape))} images "
+        "for this model"
+    )

@@ -19,13 +19,16 @@ try:
 except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
     import tomli as tomllib
 
+from numlp import init as initializers
 from numlp.data.augment import Augment
 from numlp.data.datasets import DATASETS
 from numlp.layers import ACTIVATIONS
+from numlp.model import OUTPUTS
 from numlp.optim import OPTIMIZERS
 from numlp.schedules import SCHEDULES
 
 DATASET_NAMES = tuple(DATASETS)
+LOSS_NAMES = ("cross_entropy", "mse", "bce")
 
 
 def setting(default, help: str, choices=None):
@@ -40,10 +43,25 @@ class TrainConfig:
     here. The defaults are the ``fast`` recipe: >= 98 % on MNIST."""
 
     dataset: str = setting("mnist", "dataset to train on", DATASET_NAMES)
-    hidden: tuple[int, ...] = setting((512, 256), "hidden layer widths, e.g. 512,256")
+    hidden: tuple[int, ...] = setting(
+        (512, 256), "hidden layer widths, e.g. 512,256 (0 or nothing: no hidden layer)"
+    )
     activation: str = setting("relu", "activation after each hidden Dense", ACTIVATIONS)
     dropout: float = setting(0.1, "dropout probability after each hidden activation")
     batchnorm: bool = setting(False, "batch normalisation after each hidden Dense")
+    output: str = setting(
+        "logits", "after the last Dense: logits, or probabilities (softmax, sigmoid)", OUTPUTS
+    )
+    init: str = setting(
+        "auto",
+        "weight initialiser: auto (He before ReLU-like, else Xavier), he_normal, he_uniform, "
+        "lecun_..., xavier_..., normal:STD or uniform:LOW,HIGH",
+    )
+    bias_init: str = setting("zeros", "bias initialiser: zeros, constant:V, normal:STD or "
+                             "uniform:LOW,HIGH")  # fmt: skip
+    loss: str = setting(
+        "cross_entropy", "loss: cross_entropy (softmax), mse or bce (one-hot targets)", LOSS_NAMES
+    )
     optimizer: str = setting("adamw", "update rule", tuple(OPTIMIZERS))
     lr: float = setting(1e-3, "peak learning rate")
     momentum: float = setting(0.9, "SGD momentum (Nesterov when > 0)")
@@ -53,8 +71,12 @@ class TrainConfig:
     label_smoothing: float = setting(0.1, "label smoothing of the cross-entropy")
     clip_norm: float = setting(0.0, "global gradient-norm limit (0: off)")
     batch_size: int = setting(128, "samples per step")
+    shuffle: bool = setting(True, "reshuffle the training data every epoch")
     epochs: int = setting(10, "passes over the training data")
     val_split: float = setting(0.1, "fraction of the training data held out for validation")
+    watch_test: bool = setting(
+        False, "also score the test set after every epoch, to watch (never to choose by)"
+    )
     seed: int = setting(0, "seeds the weights, the split, the order, dropout and distortions")
     # Random distortions of the training images, drawn afresh each epoch (all 0: none); its
     # settings are Augment's own fields, and a [augment] table in TOML.
@@ -72,10 +94,27 @@ class TrainConfig:
             if choices is not None:
                 need(getattr(self, name) in choices, name, f"choose one of {', '.join(choices)}")
         need(
-            0 < len(self.hidden) <= MAX_LAYERS
+            len(self.hidden) <= MAX_LAYERS
             and all(isinstance(h, int) and 0 < h <= MAX_WIDTH for h in self.hidden),
             "hidden",
-            f"give 1 to {MAX_LAYERS} layer widths from 1 to {MAX_WIDTH:,}, such as 512,256",
+            f"give up to {MAX_LAYERS} layer widths from 1 to {MAX_WIDTH:,}, such as 512,256",
+        )
+        for key, check in (("init", initializers.check_weight_init),
+                           ("bias_init", initializers.check_bias_init)):  # fmt: skip
+            try:
+                check(getattr(self, key))
+            except ValueError as err:
+                need(False, key, str(err).split("; ", 1)[-1])
+        need(
+            (self.loss, self.output) not in (("cross_entropy", "sigmoid"), ("bce", "softmax")),
+            "loss",
+            f"it does not go with output = {self.output!r}: cross_entropy takes logits or a "
+            "softmax, bce logits or a sigmoid",
+        )
+        need(
+            self.loss == "cross_entropy" or not self.label_smoothing,
+            "loss",
+            "label_smoothing applies to cross_entropy only: set label_smoothing = 0",
         )
         need(0 <= self.dropout < 1, "dropout", "it must be in [0, 1)")
         need(_positive(self.lr), "lr", "it must be a positive number")

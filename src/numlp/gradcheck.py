@@ -146,18 +146,20 @@ def check_model(
     atol: float = 1e-7,
 ) -> GradCheckResult:
     """Check a whole :class:`~numlp.Sequential` with ``loss``: the gradient of the mean loss with
-    respect to every element of every parameter and of the input ``x``."""
+    respect to every element of every parameter and of the input ``x``. A probability head
+    the loss has built in (``loss.fuses``) is trained fused, and checked the same way."""
     model = copy.deepcopy(model)
     model.astype(np.float64)
     x = np.array(x, dtype=np.float64)
+    head = {"head": False} if loss.fuses(model.output_layer) else {}
 
     def f():
         if before_forward is not None:
             before_forward(model)
-        return loss.forward(model.forward(x, training, checked=True), y)
+        return loss.forward(model.forward(x, training, checked=True, **head), y)
 
     f()
-    grad_in = model.backward(loss.backward(), input_grad=True)
+    grad_in = model.backward(loss.backward(), input_grad=True, **head)
     params = model.parameters()
     analytic = [p.grad.copy() for p in params]
     result = GradCheckResult(rtol=rtol)

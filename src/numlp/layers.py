@@ -143,8 +143,9 @@ def _check_features(layer: Layer, input_shape: tuple[int, ...], features: int) -
 class Dense(Layer):
     """Affine layer ``y = x @ W + b``; ``W: (in_features, out_features)``, ``b: (out_features,)``.
 
-    ``init`` names the initialiser (``he_normal``, ``xavier_uniform``, ... see ``numlp.init``);
-    ``"auto"`` lets :class:`numlp.Sequential` pick the one that suits the activation that follows.
+    ``init`` names the initialiser (``he_normal``, ``xavier_uniform``, ``normal:0.01``... see
+    ``numlp.init``); ``"auto"`` lets :class:`numlp.Sequential` pick the one that suits the
+    activation that follows. ``bias_init`` is ``zeros`` or a fixed form (``uniform:0,0.01``).
 
     The backward pass is two matrix products: ``dW = x.T @ grad_out`` and
     ``grad_in = grad_out @ W.T``; the second is skipped when ``needs_input_grad`` is false
@@ -158,15 +159,15 @@ class Dense(Layer):
         init: str = "auto",
         rng: np.random.Generator | None = None,
         dtype=np.float32,
+        bias_init: str = "zeros",
     ):
         for name, value in (("in_features", in_features), ("out_features", out_features)):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"Dense: {name} must be a positive integer, got {value!r}")
-        if init != "auto":
-            initializers.variance(init, 1, 1)  # validates the name early
         self.in_features = int(in_features)
         self.out_features = int(out_features)
-        self.init = init
+        self.init = initializers.check_weight_init(init)  # names checked before any draw
+        self.bias_init = initializers.check_bias_init(bias_init)
         self.W = Parameter(np.zeros((self.in_features, self.out_features), dtype=dtype))
         self.b = Parameter(np.zeros(self.out_features, dtype=dtype), decay=False)
         self._x: np.ndarray | None = None
@@ -178,7 +179,9 @@ class Dense(Layer):
         self.W.value[...] = initializers.initialize(
             name, self.in_features, self.out_features, rng, dtype
         )
-        self.b.value[...] = 0
+        self.b.value[...] = initializers.initialize_bias(
+            self.bias_init, self.in_features, self.out_features, rng, dtype
+        )
 
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         if x.ndim != 2 or x.shape[1] != self.in_features:
@@ -220,6 +223,8 @@ class Dense(Layer):
             "in_features": self.in_features,
             "out_features": self.out_features,
             "init": self.init,
+            # only when set: model files of the default stay as older numlp versions read them
+            **({"bias_init": self.bias_init} if self.bias_init != "zeros" else {}),
         }
 
     def state_dict(self):
@@ -258,7 +263,10 @@ class LeakyReLU(Layer):
 
 
 class Sigmoid(Layer):
-    """``1 / (1 + exp(-x))`` without overflow; derivative ``s * (1 - s)`` from the output."""
+    """``1 / (1 + exp(-x))`` without overflow; derivative ``s * (1 - s)`` from the output. As
+    a model's last layer its outputs are per-class probabilities, each on its own."""
+
+    outputs_probabilities = True
 
     def forward(self, x, training=False):
         self._out = sigmoid(x)
@@ -303,9 +311,9 @@ class GELU(Layer):
 
 
 class Softmax(Layer):
-    """Row-wise softmax, for inference heads. Train on logits with ``SoftmaxCrossEntropy`` instead:
-    it fuses softmax and the log and is stable where this layer followed by a log is not.
-    """
+    """Row-wise softmax: a model's probability head. Trained with ``SoftmaxCrossEntropy``,
+    which has it built in, ``fit`` feeds the loss this layer's input (the logits): the fused
+    form is stable where this layer followed by a log is not."""
 
     outputs_probabilities = True
 

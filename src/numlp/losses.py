@@ -3,13 +3,19 @@
 ``loss.forward(outputs, targets)`` returns the mean loss as a Python float and caches what
 ``loss.backward()`` needs; ``backward()`` returns the gradient of that mean with respect to
 ``outputs`` (same shape as ``outputs``), ready for ``model.backward``.
+
+A model may end with the activation a loss has built in (``Softmax`` for the cross-entropy,
+``Sigmoid`` for the binary cross-entropy): ``loss.fuses(last_layer)`` says so, and training
+then feeds the loss that layer's input, the logits, rather than its probabilities (the fused
+form never takes the log of a probability that rounded to 0). MSE and BCE take class ids as
+well as arrays of targets: class ``k`` of ``C`` outputs is the one-hot row ``e_k``.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from numlp.layers import sigmoid
+from numlp.layers import Sigmoid, Softmax, sigmoid
 
 
 class Loss:
@@ -26,6 +32,10 @@ class Loss:
 
     def config(self) -> dict:
         return {}
+
+    def fuses(self, layer) -> bool:
+        """Whether this loss has ``layer`` (a model's last) built in, and takes its input."""
+        return False
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
@@ -50,6 +60,24 @@ def check_labels(labels: np.ndarray, batch: int, classes: int, who: str = "label
     return labels.astype(np.intp, copy=False)
 
 
+def is_class_ids(targets: np.ndarray, outputs_width: int) -> bool:
+    """Whether ``targets`` are class ids ``(batch,)`` for ``outputs_width`` >= 2 outputs (and
+    not one target value per sample)."""
+    targets = np.asarray(targets)
+    return targets.ndim == 1 and outputs_width >= 2 and targets.dtype.kind in "iu"
+
+
+def one_hot_targets(targets, outputs: np.ndarray, who: str) -> np.ndarray:
+    """``targets`` as an array shaped like ``outputs``: class ids become one-hot rows."""
+    targets = np.asarray(targets)
+    if outputs.ndim == 2 and is_class_ids(targets, outputs.shape[1]):
+        ids = check_labels(targets, len(outputs), outputs.shape[1], f"{who} targets")
+        hot = np.zeros(outputs.shape, dtype=outputs.dtype)
+        hot[np.arange(len(ids)), ids] = 1
+        return hot
+    return targets
+
+
 def _check_2d(outputs: np.ndarray, who: str) -> None:
     if outputs.ndim != 2:
         raise ValueError(f"{who}: expected outputs of shape (batch, classes), got {outputs.shape}")
@@ -70,6 +98,9 @@ class SoftmaxCrossEntropy(Loss):
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.label_smoothing = float(label_smoothing)
+
+    def fuses(self, layer) -> bool:
+        return isinstance(layer, Softmax)
 
     def forward(self, outputs, targets):
         _check_2d(outputs, "SoftmaxCrossEntropy")
@@ -109,7 +140,7 @@ class MSE(Loss):
     """
 
     def forward(self, outputs, targets):
-        targets = np.asarray(targets, dtype=outputs.dtype)
+        targets = np.asarray(one_hot_targets(targets, outputs, "MSE"), dtype=outputs.dtype)
         if targets.shape != outputs.shape:
             raise ValueError(
                 f"MSE: targets have shape {targets.shape} but outputs have {outputs.shape}; "
@@ -131,8 +162,11 @@ class BCEWithLogits(Loss):
     ``(sigmoid(z) - y) / z.size``.
     """
 
+    def fuses(self, layer) -> bool:
+        return isinstance(layer, Sigmoid)
+
     def forward(self, outputs, targets):
-        targets = np.asarray(targets)
+        targets = one_hot_targets(targets, outputs, "BCEWithLogits")
         if outputs.ndim == 2 and outputs.shape[1] == 1 and targets.shape == outputs.shape[:1]:
             targets = targets.reshape(outputs.shape)  # (batch,) labels for a (batch, 1) head
         if targets.shape != outputs.shape:

@@ -19,12 +19,14 @@ from numlp.layers import (
     Dropout,
     Flatten,
     Layer,
+    Sigmoid,
+    Softmax,
     activation,
     sigmoid,
     softmax,
 )
-from numlp.losses import Loss, SoftmaxCrossEntropy, check_labels
-from numlp.train import fit
+from numlp.losses import BCEWithLogits, Loss, SoftmaxCrossEntropy
+from numlp.train import Scorer, fit
 
 
 class Sequential:
@@ -153,27 +155,43 @@ class Sequential:
 
     # -- the math ------------------------------------------------------------------------
 
-    def forward(self, x: np.ndarray, training: bool = False, checked: bool = False) -> np.ndarray:
-        """Outputs (logits) for ``x: (batch, *input_shape)``. ``x`` is validated first unless
+    def forward(
+        self, x: np.ndarray, training: bool = False, checked: bool = False, head: bool = True
+    ) -> np.ndarray:
+        """Outputs for ``x: (batch, *input_shape)``. ``x`` is validated first unless
         ``checked`` says the caller did so already (``fit`` checks the whole set once, not
-        every batch)."""
+        every batch). ``head=False`` stops before the last layer (a probability head that the
+        loss has built in: see :meth:`numlp.losses.Loss.fuses`)."""
         if not checked:
             x = check_inputs(x, self.input_shape)
         x = x.astype(self.dtype, copy=False)
-        for layer in self.layers:
+        for layer in self.layers if head else self.layers[:-1]:
             x = layer.forward(x, training)
         return x
 
-    def backward(self, grad_out: np.ndarray, input_grad: bool = False) -> np.ndarray | None:
-        """Backpropagate ``grad_out`` (d loss / d outputs) through every layer, setting each
-        ``param.grad``. Returns d loss / d input when ``input_grad`` is true, else None (the
-        first layer with parameters then skips the product it would need for that)."""
+    @property
+    def output_layer(self) -> Layer | None:
+        """The last layer: a loss may have it built in (``loss.fuses(model.output_layer)``)."""
+        return self.layers[-1] if self.layers else None
+
+    def default_loss(self) -> Loss:
+        """What the outputs mean: the binary cross-entropy for a sigmoid head (each output a
+        probability of its own), else the softmax cross-entropy."""
+        return BCEWithLogits() if isinstance(self.output_layer, Sigmoid) else SoftmaxCrossEntropy()
+
+    def backward(
+        self, grad_out: np.ndarray, input_grad: bool = False, head: bool = True
+    ) -> np.ndarray | None:
+        """Backpropagate ``grad_out`` (d loss / d outputs) through every layer (all but the
+        last with ``head=False``), setting each ``param.grad``. Returns d loss / d input when
+        ``input_grad`` is true, else None (the first layer with parameters then skips the
+        product it would need for that)."""
         if input_grad:
             for layer in self.layers:
                 layer.needs_input_grad = True
         try:
             grad = grad_out
-            for layer in reversed(self.layers):
+            for layer in reversed(self.layers if head else self.layers[:-1]):
                 grad = layer.backward(grad)
                 if grad is None:
                     return None
@@ -185,17 +203,19 @@ class Sequential:
     # -- using the model -----------------------------------------------------------------
 
     def predict_proba(self, x, batch_size: int = 8192) -> np.ndarray:
-        """Class probabilities ``(batch, classes)``: softmax of the logits (or, for a single
-        output, ``[1 - p, p]`` with ``p = sigmoid(logit)``)."""
+        """Class probabilities ``(batch, classes)``: the model's own when it ends with a
+        probability head (a sigmoid head's are each class's own, not summing to 1), else the
+        softmax of the logits; a single output gives ``[1 - p, p]``."""
         x = check_inputs(x, self.input_shape)
         parts = []
         for start in range(0, len(x), batch_size):
             out = self.forward(x[start : start + batch_size], checked=True)
-            if self.layers[-1].outputs_probabilities:
-                parts.append(out)
-            elif out.shape[1] == 1:
-                p = sigmoid(out)
+            own = self.layers[-1].outputs_probabilities
+            if out.shape[1] == 1:
+                p = out if own else sigmoid(out)
                 parts.append(np.hstack([1 - p, p]))
+            elif own:
+                parts.append(out)
             else:
                 parts.append(softmax(out))
         if not parts:
@@ -209,28 +229,28 @@ class Sequential:
     def evaluate(self, x, y, loss: Loss | None = None, batch_size: int = 8192) -> dict:
         """Mean loss and accuracy on ``(x, y)``, inference mode: ``{"loss": ..., "accuracy": ...}``.
 
-        ``loss`` defaults to :class:`SoftmaxCrossEntropy`; accuracy is given for class labels.
+        ``loss`` defaults to what the outputs mean (:meth:`default_loss`). Accuracy is given
+        whenever ``y`` holds class ids (the top output is the prediction), whatever the loss,
+        and for a single output against 0/1 targets.
         """
-        loss = loss or SoftmaxCrossEntropy()
+        loss = loss or self.default_loss()
         x = check_inputs(x, self.input_shape)
         y = np.asarray(y)
         if len(y) != len(x):
             raise ValueError(f"evaluate: x has {len(x)} samples but y has {len(y)}")
         if len(x) == 0:
             raise ValueError("evaluate: got an empty dataset")
-        classification = isinstance(loss, SoftmaxCrossEntropy)
-        if classification:
-            y = check_labels(y, len(y), self.classes, "evaluate: y")
+        scorer = Scorer(self, loss, y)
+        y = scorer.checked(y, "evaluate: y")
         total, correct = 0.0, 0
         for start in range(0, len(x), batch_size):
             xb = x[start : start + batch_size]
             yb = y[start : start + batch_size]
-            out = self.forward(xb, checked=True)
+            out = self.forward(xb, checked=True, **scorer.forward_options)
             total += loss.forward(out, yb) * len(xb)
-            if classification:
-                correct += int(np.count_nonzero(out.argmax(axis=1) == yb))
+            correct += scorer.correct(out, yb)
         result = {"loss": total / len(x)}
-        if classification:
+        if scorer.scores:
             result["accuracy"] = correct / len(x)
         return result
 
@@ -311,6 +331,9 @@ class Sequential:
         return cls(layers, input_shape=config.get("input_shape"), seed=0, dtype=dtype)
 
 
+OUTPUTS = ("logits", "softmax", "sigmoid")  # what the last Dense is followed by
+
+
 def mlp(
     input_shape: tuple[int, ...],
     hidden,
@@ -319,18 +342,30 @@ def mlp(
     dropout: float = 0.0,
     batchnorm: bool = False,
     seed: int | None = None,
+    init: str = "auto",
+    bias_init: str = "zeros",
+    output: str = "logits",
 ) -> Sequential:
     """The usual multilayer perceptron: ``[Flatten]`` for image inputs, then for each hidden
-    width ``Dense, [BatchNorm], activation, [Dropout]``, then a ``Dense`` to ``classes`` logits."""
+    width ``Dense, [BatchNorm], activation, [Dropout]``, then a ``Dense`` to ``classes``
+    outputs: logits, or probabilities through a ``Softmax`` or ``Sigmoid`` (``output``). No
+    hidden width gives a linear (or logistic) model. ``init`` and ``bias_init`` go to every
+    ``Dense`` (see :mod:`numlp.init`)."""
+    if output not in OUTPUTS:
+        raise ValueError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
     layers: list[Layer] = [Flatten()] if len(input_shape) > 1 else []
     width = math.prod(input_shape)
     for size in hidden:
-        layers.append(Dense(width, int(size)))
+        layers.append(Dense(width, int(size), init=init, bias_init=bias_init))
         if batchnorm:
             layers.append(BatchNorm(int(size)))
         layers.append(activation(activation_name))
         if dropout:
             layers.append(Dropout(dropout))
         width = int(size)
-    layers.append(Dense(width, classes))
+    layers.append(Dense(width, classes, init=init, bias_init=bias_init))
+    if output == "softmax":
+        layers.append(Softmax())
+    elif output == "sigmoid":
+        layers.append(Sigmoid())
     return Sequential(layers, input_shape=input_shape, seed=seed)

@@ -76,22 +76,31 @@ def read_metrics(run: Path) -> list[dict]:
 
 
 def plot_curves(records: list[dict], path, title: str = "") -> Path:
-    """Loss and accuracy per epoch, training vs validation."""
+    """Loss and accuracy per epoch, training vs validation (and the test set, dashed, when the
+    run watched it: ``watch_test``)."""
     plt = require_matplotlib()
     from matplotlib.ticker import MaxNLocator
 
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = [r["epoch"] for r in records]
+    lines = (
+        ("", "train", "-"),
+        ("val_", "validation", "-"),
+        ("watched_test_", "test (watched)", "--"),
+    )
     for key, label, ax in (("loss", "loss", ax_loss), ("accuracy", "accuracy", ax_acc)):
-        for prefix, name in (("", "train"), ("val_", "validation")):
+        for prefix, name, style in lines:
             values = [r.get(prefix + key) for r in records]
             if any(v is not None for v in values):
-                ax.plot(epochs, values, marker="o", label=name)
+                ax.plot(epochs, values, style, marker="o", label=name)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:
+            ax.legend()
+        else:  # a loss without classes (regression targets) has no accuracy to show
+            ax.text(0.5, 0.5, f"no {label} for this loss", ha="center", transform=ax.transAxes)
     fig.suptitle(title or "learning curves")
     fig.tight_layout()
     return save_figure(fig, path)

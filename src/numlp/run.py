@@ -24,7 +24,7 @@ from numlp.checkpoint import Checkpoint, load_checkpoint
 from numlp.config import TrainConfig, to_toml
 from numlp.data.datasets import Dataset, load_dataset
 from numlp.io import save_model
-from numlp.losses import SoftmaxCrossEntropy, check_labels
+from numlp.losses import MSE, BCEWithLogits, Loss, SoftmaxCrossEntropy, check_labels
 from numlp.model import Sequential, mlp
 from numlp.optim import SGD, Optimizer, make_optimizer
 from numlp.rundir import claim_run_dir
@@ -53,7 +53,30 @@ def build_model(config: TrainConfig, input_shape: tuple[int, ...], classes: int)
         config.dropout,
         config.batchnorm,
         seed=config.seed,
+        init=config.init,
+        bias_init=config.bias_init,
+        output=config.output,
     )
+
+
+LOSS_WORDS = {"cross_entropy": "cross-entropy", "mse": "MSE", "bce": "binary cross-entropy"}
+
+
+def evaluation_loss(settings: dict | None) -> Loss | None:
+    """The loss ``numlp evaluate`` reports for a model trained with ``settings`` (a model
+    header's ``training.config``): its own training loss without label smoothing; None (the
+    model's default, see :meth:`numlp.Sequential.default_loss`) when it does not say."""
+    name = (settings or {}).get("loss")
+    return {"mse": MSE, "bce": BCEWithLogits}.get(name, lambda: None)()
+
+
+def make_loss(config: TrainConfig) -> Loss:
+    """The loss ``config`` names (cross-entropy with its label smoothing, MSE or BCE)."""
+    if config.loss == "mse":
+        return MSE()
+    if config.loss == "bce":
+        return BCEWithLogits()
+    return SoftmaxCrossEntropy(config.label_smoothing)
 
 
 def make_optimizer_for(config: TrainConfig, model: Sequential) -> Optimizer:
@@ -82,6 +105,22 @@ class MetricsWriter(Callback):
     def on_epoch_end(self, epoch, logs):
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(logs) + "\n")
+
+
+class TestWatcher(Callback):
+    """Score the test set after every epoch, as ``watched_test_loss`` and
+    ``watched_test_accuracy``: for watching a run as the seeds did, never for choosing a
+    recipe (that is the validation split's job)."""
+
+    def __init__(self, x_test, y_test, loss: Loss):
+        self.x, self.y, self.loss = x_test, y_test, loss
+
+    def on_train_begin(self, context):
+        self.model = context.model
+
+    def on_epoch_end(self, epoch, logs):
+        scores = self.model.evaluate(self.x, self.y, loss=self.loss)
+        logs.update({f"watched_test_{k}": v for k, v in scores.items()})
 
 
 @dataclass
@@ -236,7 +275,9 @@ def _fit_and_save(
     """Fit, score the test set once (if asked), save ``model.npz``; the final line goes to
     ``stream``."""
     model, data = prepared.model, prepared.data
-    loss = SoftmaxCrossEntropy(config.label_smoothing)
+    loss = make_loss(config)
+    # The watcher first: the checkpoint, the metrics file and the log all see its figures.
+    watch = [TestWatcher(prepared.x_test, data.y_test, loss)] if config.watch_test else []
     checkpoint = Checkpoint(out / "checkpoint.npz", **_metadata(data), config=config.flat())
     started = time.perf_counter()
     try:
@@ -249,12 +290,13 @@ def _fit_and_save(
             loss=loss,
             schedule=plan(config.schedule, config.lr, config.warmup_epochs),
             validation_split=config.val_split or 0.0,
+            shuffle=config.shuffle,
             seed=config.seed,
             resume=prepared.state,
             augment=config.augment if config.augment.active else None,
             threads=threads,
             # the checkpoint first: a metrics line means its epoch is saved
-            callbacks=[checkpoint, MetricsWriter(out / "metrics.jsonl"), *callbacks],
+            callbacks=[*watch, checkpoint, MetricsWriter(out / "metrics.jsonl"), *callbacks],
         )
     except KeyboardInterrupt:
         if checkpoint.saved is None:
@@ -288,13 +330,11 @@ def _summary(config, model, loss, prepared: Prepared, records, seconds: float, s
         return summary
     y_test = prepared.data.y_test
     test = model.evaluate(prepared.x_test, y_test, loss=loss)
-    plain = model.evaluate(prepared.x_test, y_test) if config.label_smoothing else test
-    return {
-        **summary,
-        "test_loss": test["loss"],  # the training loss (label smoothing included)
-        "test_cross_entropy": plain["loss"],  # what `numlp evaluate` reports
-        "test_accuracy": test["accuracy"],
-    }
+    summary.update(test_loss=test["loss"], test_accuracy=test.get("accuracy"))
+    if config.loss == "cross_entropy":  # what `numlp evaluate` reports: no label smoothing
+        plain = model.evaluate(prepared.x_test, y_test) if config.label_smoothing else test
+        summary["test_cross_entropy"] = plain["loss"]
+    return summary
 
 
 def _last_line(config: TrainConfig, summary: dict, path: Path) -> str:
@@ -305,7 +345,10 @@ def _last_line(config: TrainConfig, summary: dict, path: Path) -> str:
             f"{scored} (test set not scored) after {summary['epochs']} epochs in "
             f"{summary['seconds']:.1f}s; model saved to {path}"
         )
-    loss_words = f"cross-entropy {summary['test_cross_entropy']:.4f}"
+    if config.loss != "cross_entropy":
+        loss_words = f"{LOSS_WORDS[config.loss]} {summary['test_loss']:.4f}"
+    else:
+        loss_words = f"cross-entropy {summary['test_cross_entropy']:.4f}"
     if config.label_smoothing:
         loss_words += (
             f", as numlp evaluate reports it; training loss with label smoothing "

@@ -11,6 +11,9 @@ class CLIError(Exception):
 
 
 def int_list(text: str) -> tuple[int, ...]:
+    """Widths such as ``512,256``; ``0`` or nothing is no hidden layer at all."""
+    if text.strip() in ("", "0"):
+        return ()
     try:
         values = tuple(int(v) for v in text.replace(" ", "").split(",") if v)
     except ValueError:

@@ -67,14 +67,21 @@ def add_commands(commands) -> None:
 
 
 def cmd_evaluate(args) -> int:
+    from numlp.checks import as_model_input
     from numlp.io import load_model
+    from numlp.losses import BCEWithLogits
     from numlp.metrics import confusion_matrix, format_report, per_class_scores
-    from numlp.run import load_split
+    from numlp.run import LOSS_WORDS, evaluation_loss, load_split
 
     model, header = load_model(args.model)
     data, x, y = load_split(header, args.dataset, args.data_dir, not args.no_download)
-    _check_model_fits(model, x, args.model)
-    scores = model.evaluate(x, y)
+    try:  # a model of flattened inputs (784,) takes the 28x28 images too
+        x = as_model_input(x, model.input_shape, f"{data.name} test images")
+    except ValueError as err:
+        raise CLIError(f"{args.model}: {err}") from None
+    settings = header.get("training", {}).get("config")
+    loss = evaluation_loss(settings) or model.default_loss()
+    scores = model.evaluate(x, y, loss=loss)
     cm = confusion_matrix(y, model.predict(x), model.classes)
     names = header.get("class_names") or data.class_names
     if args.json:
@@ -92,7 +99,9 @@ def cmd_evaluate(args) -> int:
         )
         return 0
     print(f"{data.name} test set: {len(y):,} images")
-    print(f"accuracy {scores['accuracy']:.2%}  cross-entropy {scores['loss']:.4f}")
+    name = LOSS_WORDS.get((settings or {}).get("loss"), "")
+    name = name or ("binary cross-entropy" if isinstance(loss, BCEWithLogits) else "cross-entropy")
+    print(f"accuracy {scores['accuracy']:.2%}  {name} {scores['loss']:.4f}")
     print()
     print(format_report(cm, names))
     return 0
@@ -100,6 +109,7 @@ def cmd_evaluate(args) -> int:
 
 def cmd_predict(args) -> int:
     from numlp import preprocess
+    from numlp.checks import as_model_input
     from numlp.io import class_names, load_model
     from numlp.metrics import top_classes
 
@@ -109,18 +119,10 @@ def cmd_predict(args) -> int:
     names = class_names(header, model.classes)
     results = []
     for path in args.files:
-        images = _read_array_file(path)
-        if images.ndim == len(model.input_shape):
-            images = images[None]
-        if images.shape[1:] != tuple(model.input_shape):
-            flat = int(np.prod(model.input_shape))
-            if images.ndim == 2 and images.shape[1] == flat:
-                images = images.reshape(len(images), *model.input_shape)
-            else:
-                raise CLIError(
-                    f"{path}: array of shape {images.shape} does not hold "
-                    f"{'x'.join(map(str, model.input_shape))} images for this model"
-                )
+        try:
+            images = as_model_input(_read_array_file(path), model.input_shape, str(path))
+        except ValueError as err:
+            raise CLIError(str(err)) from None
         x = preprocess.apply(images, header.get("preprocessing"))
         _check_model_fits(model, x, path)
         proba = model.predict_proba(x)

@@ -261,7 +261,12 @@ def _widths_text(widths: tuple[int, ...]) -> str:
 
 
 def _check_validation_split(space: SearchSpace, where: str) -> None:
-    """A sweep chooses on validation: every trial must hold some training data out."""
+    """A sweep chooses on validation: every trial must hold some training data out, and none
+    may look at the test set."""
+    if "watch_test" in space.params or space.base.updated(**space.fixed).watch_test:
+        raise SpaceError(
+            f"{where}: watch_test must stay false in a sweep: its trials never read the test set"
+        )
     param = space.params.get("val_split")
     low = param.low if param and param.kind == "float" else None
     if param is None:

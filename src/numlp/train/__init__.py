@@ -12,6 +12,7 @@ from numlp.train.callbacks import (
     format_epoch,
 )
 from numlp.train.loop import MAX_GRAD_NORM, TrainingDiverged, fit, train_step
+from numlp.train.scoring import Scorer
 from numlp.train.state import TrainState
 
 __all__ = [
@@ -22,6 +23,7 @@ __all__ = [
     "EarlyStopping",
     "EpochLogger",
     "History",
+    "Scorer",
     "TrainState",
     "TrainingContext",
     "TrainingDiverged",

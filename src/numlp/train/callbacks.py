@@ -140,6 +140,8 @@ def format_epoch(epoch: int, epochs: int, logs: dict) -> str:
             value = logs[key]
             label = key.replace("accuracy", "acc")
             parts.append(f"{label} {value:.2%}" if "acc" in key else f"{label} {value:.4f}")
+    if "watched_test_accuracy" in logs:  # asked for with watch_test; never used to choose
+        parts.append(f"test acc (watched) {logs['watched_test_accuracy']:.2%}")
     parts.append(f"lr {logs['lr']:.3g}")
     parts.append(f"{logs['seconds']:.1f}s")
     return "  ".join(parts)

@@ -21,12 +21,13 @@ from contextlib import nullcontext
 import numpy as np
 
 from numlp.checks import check_inputs
-from numlp.losses import BCEWithLogits, Loss, SoftmaxCrossEntropy, check_labels
+from numlp.losses import Loss, SoftmaxCrossEntropy
 from numlp.optim import Adam, Optimizer, global_grad_norm
 from numlp.schedules import Schedule, SchedulePlan
 from numlp.threads import ThreadGovernor
 from numlp.train.batches import BatchStream, validation_indices
 from numlp.train.callbacks import CallbackList, EpochLogger, History, TrainingContext
+from numlp.train.scoring import Scorer
 from numlp.train.state import TrainState
 
 
@@ -167,8 +168,7 @@ class _Loop:
         self.batches, self.rng, self.max_grad_norm = batches, rng, max_grad_norm
         self.state = TrainState()
         self.governor: ThreadGovernor | None = None
-        self.classification = isinstance(loss, SoftmaxCrossEntropy)
-        self.binary = isinstance(loss, BCEWithLogits) and model.classes == 1
+        self.scorer = Scorer(model, loss, batches.y)
 
     def snapshot(self) -> dict:
         """The whole training state, JSON-ready (what a checkpoint saves)."""
@@ -217,26 +217,20 @@ class _Loop:
             if self.schedule is not None:
                 self.optimizer.lr = self.schedule(self.optimizer.steps)
             batch_loss, outputs = train_step(
-                self.model, self.loss, self.optimizer, xb, yb, self.max_grad_norm
-            )
-            state.count_batch(batch_loss, len(xb), self._correct(outputs, yb))
+                self.model, self.loss, self.optimizer, xb, yb, self.max_grad_norm,
+                self.scorer.fused,
+            )  # fmt: skip
+            state.count_batch(batch_loss, len(xb), self.scorer.correct(outputs, yb))
             if callbacks:
                 step_logs = {"loss": batch_loss, "batch_size": len(xb)}
                 callbacks.on_batch_end(self.optimizer.steps, step_logs)
             if interrupted():
                 return
 
-    def _correct(self, outputs: np.ndarray, yb: np.ndarray) -> int:
-        if self.classification:
-            return int(np.count_nonzero(outputs.argmax(axis=1) == yb))
-        if self.binary:
-            return int(np.count_nonzero((outputs[:, 0] > 0) == (yb.reshape(-1) > 0.5)))
-        return 0
-
     def _epoch_logs(self, epoch: int, samples: int, validation_data, started: float) -> dict:
         state = self.state
         logs = {"epoch": epoch, "loss": state.loss_sum / samples + self.optimizer.penalty()}
-        if self.classification or self.binary:
+        if self.scorer.scores:
             logs["accuracy"] = state.correct / samples
         if validation_data is not None:
             scores = self.model.evaluate(*validation_data, loss=self.loss)
@@ -247,13 +241,15 @@ class _Loop:
 
 
 def train_step(
-    model, loss: Loss, optimizer: Optimizer, xb, yb, max_grad_norm=MAX_GRAD_NORM
+    model, loss: Loss, optimizer: Optimizer, xb, yb, max_grad_norm=MAX_GRAD_NORM, fused=False
 ) -> tuple[float, np.ndarray]:
     """Forward, loss, loss backward, model backward, optimizer step. Returns the batch loss and
     the outputs. A NaN/Inf loss, or a gradient norm that is not finite or above
     ``max_grad_norm`` (None: no check), raises :class:`TrainingDiverged` before any weight
-    changes. ``xb`` must be checked already (``fit`` checks the whole set once)."""
-    outputs = model.forward(xb, training=True, checked=True)
+    changes. ``xb`` must be checked already (``fit`` checks the whole set once). ``fused``:
+    the loss has the model's last layer built in and takes that layer's input."""
+    head = {"head": False} if fused else {}
+    outputs = model.forward(xb, training=True, checked=True, **head)
     batch_loss = loss.forward(outputs, yb)
     advice = (
         f"the weights are those before that step. Try a lower learning rate (now "
@@ -263,7 +259,7 @@ def train_step(
         raise TrainingDiverged(
             f"the loss became {batch_loss} at step {optimizer.steps + 1}; {advice}"
         )
-    model.backward(loss.backward())
+    model.backward(loss.backward(), **head)
     norm = None
     if max_grad_norm is not None:
         norm = global_grad_norm(optimizer.params)
@@ -283,11 +279,6 @@ def _check_settings(
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(loss, SoftmaxCrossEntropy) and model.layers[-1].outputs_probabilities:
-        raise ValueError(
-            "the model ends with Softmax but SoftmaxCrossEntropy expects logits: remove the "
-            "Softmax layer (predict_proba applies softmax for you)"
-        )
     if {id(p) for p in optimizer.params} != {id(p) for p in model.parameters()}:
         raise ValueError("the optimizer was built for other parameters than this model's")
     if validation_data is not None and validation_split:
@@ -303,9 +294,8 @@ def _check_data(model, x, y, loss: Loss, who: str):
         raise ValueError(f"{who} has {len(x)} samples but its labels have {len(y)}")
     if len(x) == 0:
         raise ValueError(f"{who} is empty")
-    if isinstance(loss, SoftmaxCrossEntropy):
-        y = check_labels(y, len(y), model.classes, f"labels of {who}")
-    elif y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+    y = Scorer(model, loss, y).checked(y, f"labels of {who}")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
         raise ValueError(f"targets of {who} contain NaN or Inf")
     return x, y
 
