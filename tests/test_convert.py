@@ -142,3 +142,53 @@ def test_csv_labels_that_are_not_digits_are_refused(tmp_path):
     csv.write_text(header + "\n" + "\n".join(rows) + "\n")
     with pytest.raises(DataError, match=r"label 200 \(row 2\) is not a class id 0..9"):
         import_openml_csv(csv, tmp_path / "out", train_size=2)
+
+
+def _csv(path, rows, header=True, end="\n"):
+    names = ",".join([f"pixel{i}" for i in range(1, 785)] + ["class"])
+    lines = ([names] if header else []) + rows
+    path.write_bytes((end.join(lines) + end).encode())
+    return path
+
+
+@pytest.mark.parametrize("end", ["\n", "\r\n"])
+def test_csv_is_read_in_blocks_with_the_same_result_as_one_read(tmp_path, monkeypatch, end):
+    import numlp.data.convert as convert
+    from numlp.data.idx import read_idx
+
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (40, 784))
+    labels = rng.integers(0, 10, 40)
+    rows = [",".join(map(str, p)) + f",'{c}'" for p, c in zip(pixels, labels)]
+    rows.insert(7, "")  # a blank line carries no row
+    csv = _csv(tmp_path / "m.csv", rows, end=end)
+    monkeypatch.setattr(convert, "CSV_BLOCK", 5000)  # rows cut across many blocks
+    paths = import_openml_csv(csv, tmp_path / "out", train_size=30)
+    np.testing.assert_array_equal(read_idx(paths["train_images"]), pixels[:30].reshape(-1, 28, 28))
+    np.testing.assert_array_equal(read_idx(paths["test_labels"]), labels[30:])
+
+
+def test_csv_of_decimal_numbers_takes_the_general_reader(tmp_path):
+    from numlp.data.idx import read_idx
+
+    rows = [",".join(["0.0"] * 783 + ["255.0"]) + f",{c}.0" for c in (1, 2, 3)]
+    paths = import_openml_csv(_csv(tmp_path / "m.csv", rows), tmp_path / "out", train_size=2)
+    assert read_idx(paths["train_images"])[1, 27, 27] == 255
+    np.testing.assert_array_equal(read_idx(paths["test_labels"]), [3])
+
+
+@pytest.mark.parametrize(
+    "row, words",
+    [
+        (",".join(["0"] * 783 + ["256"]) + ",1", "0..255"),
+        (",".join(["0"] * 783 + ["1000"]) + ",1", "0..255"),
+        (",".join(["0"] * 783 + ["-1"]) + ",1", "0..255"),
+        (",".join(["0"] * 783) + ",1", "row 3 has 784 values, expected 785"),
+        (",".join(["0"] * 783 + [""]) + ",1", "whole number"),
+    ],
+)
+def test_bad_csv_rows_are_refused_with_the_row(tmp_path, row, words):
+    good = ",".join(["0"] * 784) + ",1"
+    with pytest.raises(DataError, match=words):
+        import_openml_csv(_csv(tmp_path / "m.csv", [good, row, good]), tmp_path / "out", 2)
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
