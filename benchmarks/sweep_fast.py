@@ -73,9 +73,9 @@ def fast_reference(out: Path, data_dir, epochs: int) -> dict:
     return {"val_accuracy": training["val_accuracy"], "seconds": training["seconds"]}
 
 
-def sweep(out: Path, data_dir, minutes: float, epochs: int) -> float:
+def sweep(out: Path, data_dir, minutes: float, epochs: int, text: str) -> float:
     space = out / "space.toml"
-    space.write_text(SPACE.replace("lr =", f"epochs = {epochs}\nlr =", 1))
+    space.write_text(text.replace("lr =", f"epochs = {epochs}\nlr =", 1))
     started = time.monotonic()
     numlp(
         "sweep",
@@ -106,7 +106,8 @@ def analyse(folder: Path, epochs: int) -> dict:
     for t in by.get("pruned", []):
         done = t.user_attrs["epochs"]
         saved += (epochs - done) * t.user_attrs["seconds"] / done
-    best = study.best_trial
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    best = max(complete, key=lambda t: t.value) if complete else None
     return {
         "trials": len(trials),
         "complete": len(by.get("complete", [])),
@@ -116,9 +117,9 @@ def analyse(folder: Path, epochs: int) -> dict:
         "trial_seconds": round(ran, 1),
         "seconds_saved_by_pruning": round(saved, 1),
         "saved_fraction": round(saved / (ran + saved), 3) if ran else 0.0,
-        "best_trial": best.number,
-        "best_val_accuracy": best.value,
-        "best_params": best.params,
+        "best_trial": best.number if best else None,
+        "best_val_accuracy": best.value if best else None,
+        "best_params": best.params if best else None,
     }
 
 
@@ -162,12 +163,14 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("benchmark-sweep-fast"))
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--json", type=Path, help="also write the result here")
+    parser.add_argument("--space", type=Path, help="another search space (with an lr line)")
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
     if (args.out / "sweep").exists():
         raise SystemExit(f"{args.out / 'sweep'} exists: give a new --out")
     reference = fast_reference(args.out, args.data_dir, args.epochs)
-    wall = sweep(args.out, args.data_dir, args.minutes, args.epochs)
+    text = args.space.read_text() if args.space else SPACE
+    wall = sweep(args.out, args.data_dir, args.minutes, args.epochs, text)
     result = {
         "command": "python benchmarks/sweep_fast.py " + " ".join(sys.argv[1:]),
         "minutes": args.minutes,
@@ -176,7 +179,7 @@ def main(argv=None) -> int:
         "fast_preset": reference,
         "sweep": analyse(args.out / "sweep", args.epochs),
     }
-    if result["sweep"]["best_val_accuracy"] > reference["val_accuracy"]:
+    if (result["sweep"]["best_val_accuracy"] or 0) > reference["val_accuracy"]:
         best = args.out / "sweep" / "best.toml"
         numlp("sweep", "show", args.out / "sweep", "--no-plots")
         result["retrained"] = {

@@ -54,3 +54,21 @@ def test_serve_pictures_benchmark_runs():
     pytest.importorskip("starlette")
     result = run("serve_pictures.py", "--clients", "12", "--pictures", "3", "--side", "600")
     assert sum(result["statuses"].values()) == 12 and result["tracebacks_in_log"] == 0
+
+
+def test_seeds_benchmark_runs_a_seed_config(mnist_path, tmp_path):
+    result = run("seeds.py", "--epochs", 1, "--only", "002", "--out", tmp_path,
+                 "--data-dir", mnist_path)  # fmt: skip
+    (row,) = result["results"]
+    assert row["seed"] == "002" and row["epochs"] == 1 and 0.5 < row["test_accuracy"] <= 1
+    assert "| 002 |" in result["table"]
+
+
+def test_sweep_benchmark_runs_a_tiny_sweep(mnist_path, tmp_path):
+    pytest.importorskip("optuna")
+    space = tmp_path / "space.toml"
+    space.write_text("hidden = [16]\nlr = {log = [1e-3, 3e-3]}\n")
+    result = run("sweep_fast.py", "--minutes", 0.05, "--epochs", 1, "--seeds", 1,
+                 "--out", tmp_path / "b", "--data-dir", mnist_path, "--space", space,
+                 timeout=600)  # fmt: skip
+    assert result["sweep"]["trials"] >= 1 and result["fast_preset"]["val_accuracy"] > 0.5
