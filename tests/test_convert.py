@@ -106,7 +106,7 @@ def snapshot(folder):
 def test_importing_other_content_never_replaces_the_verified_mnist_in_the_cache(cache, tmp_path):
     before = snapshot(cache)
     code, _, err = cli("data", "import", small_keras_npz(tmp_path / "mine.npz"))
-    assert code == 2 and "is not the official MNIST content" in err and "--out DIR" in err
+    assert code == 2 and "is not the official MNIST content" in err and "--name NAME" in err
     assert snapshot(cache) == before  # nothing replaced, no staging folder left
     code, out, _ = cli("data", "import", tmp_path / "mine.npz", "--out", tmp_path / "mine")
     assert code == 0 and "differs from the official MNIST" in out
@@ -192,3 +192,29 @@ def test_bad_csv_rows_are_refused_with_the_row(tmp_path, row, words):
     with pytest.raises(DataError, match=words):
         import_openml_csv(_csv(tmp_path / "m.csv", [good, row, good]), tmp_path / "out", 2)
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
+
+
+def test_an_import_of_other_content_trains_by_its_name_or_its_folder(cache, tmp_path):
+    # Seed 002 read a CSV: a subset of it is a dataset of its own, not "mnist".
+    from numlp.data.datasets import load_dataset
+
+    npz = small_keras_npz(tmp_path / "mine.npz")
+    code, out, err = cli("data", "import", npz, "--name", "my-digits")
+    assert code == 0, err
+    assert "numlp train --dataset my-digits" in out
+    folder = cache.parent / "my-digits"
+    data = load_dataset("my-digits", download=False)
+    assert data.source == folder and data.class_names == tuple("0123456789")
+    run = tmp_path / "run"
+    code, _, err = cli("train", "--dataset", "my-digits", "--hidden", 8, "--epochs", 1,
+                       "--val-split", 0.2, "--out", run, "--no-plots", "--quiet")  # fmt: skip
+    assert code == 0, err
+    assert load_dataset(str(folder)).name == "my-digits"  # by folder too
+    # a changed file is found out, as for any dataset
+    (folder / "t10k-labels-idx1-ubyte.gz").write_bytes(b"")
+    code, _, err = cli("evaluate", run / "model.npz")
+    assert code == 2 and "t10k-labels" in err
+    code, _, err = cli("data", "import", npz, "--name", "my-digits")
+    assert code == 2 and "--force" in err
+    code, _, err = cli("data", "import", npz, "--name", "mnist")
+    assert code == 2 and "--name 'mnist'" in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from dataclasses import dataclass, field, fields
 from importlib import resources
 from pathlib import Path
@@ -21,6 +22,7 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, published as tomli
 
 from numlp import init as initializers
 from numlp.data.augment import Augment
+from numlp.data.catalog import NAME_PATTERN
 from numlp.data.datasets import DATASETS
 from numlp.layers import ACTIVATIONS
 from numlp.model import OUTPUTS
@@ -42,7 +44,11 @@ class TrainConfig:
     its default and help; the command-line flags, the TOML keys and the checks all come from
     here. The defaults are the ``fast`` recipe: >= 98 % on MNIST."""
 
-    dataset: str = setting("mnist", "dataset to train on", DATASET_NAMES)
+    dataset: str = setting(
+        "mnist",
+        "dataset: mnist, fashion-mnist, kmnist, or one imported with `numlp data import FILE "
+        "--name NAME` (its name, or its folder)",
+    )
     hidden: tuple[int, ...] = setting(
         (512, 256), "hidden layer widths, e.g. 512,256 (0 or nothing: no hidden layer)"
     )
@@ -89,6 +95,12 @@ class TrainConfig:
             if not ok:
                 raise ValueError(f"config: {key} = {getattr(self, key)!r} is invalid; {allowed}")
 
+        need(
+            isinstance(self.dataset, str)
+            and (bool(NAME_PATTERN.match(self.dataset)) or os.sep in self.dataset),
+            "dataset",
+            f"name one of {', '.join(DATASET_NAMES)} or an imported dataset",
+        )
         for name, f in TRAIN_FIELDS.items():
             choices = f.metadata["choices"]
             if choices is not None:

@@ -46,6 +46,11 @@ def add_commands(commands) -> None:
         help="folder for the IDX files (default: the user cache, for the official MNIST only)",
     )
     imp.add_argument("--force", action="store_true", help="replace IDX files already in --out")
+    imp.add_argument(
+        "--name",
+        help="a dataset name of its own, for content that is not the official MNIST (a subset, "
+        "another CSV): `numlp train --dataset NAME` finds it (default folder: the user cache)",
+    )
     imp.add_argument("--train-size", type=int, default=60000, help="CSV rows for training")
     imp.set_defaults(handler=cmd_data_import)
 
@@ -115,7 +120,8 @@ def cmd_data_import(args) -> int:
     import shutil
     import tempfile
 
-    from numlp.data.convert import content_hashes, import_keras_npz, import_openml_csv
+    from numlp.data.catalog import NAME_PATTERN, write_manifest
+    from numlp.data.convert import CLASSES, content_hashes, import_keras_npz, import_openml_csv
     from numlp.data.datasets import DATASETS, user_cache_dir
 
     kind = args.format
@@ -125,7 +131,12 @@ def cmd_data_import(args) -> int:
             raise CLIError(f"{args.file}: cannot tell the format from the name; pass --format")
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise CLIError(f"--out {args.out} is a file, not a folder")
-    target = args.out or user_cache_dir() / "mnist"
+    if args.name is not None and (not NAME_PATTERN.match(args.name) or args.name in DATASETS):
+        raise CLIError(
+            f"--name {args.name!r}: use lower-case letters, digits, '.', '_' and '-' (not "
+            f"{', '.join(DATASETS)})"
+        )
+    target = args.out or user_cache_dir() / (args.name or "mnist")
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".numlp-import-", dir=target.parent))
     try:
@@ -134,7 +145,10 @@ def cmd_data_import(args) -> int:
         else:
             paths = import_openml_csv(args.file, staging, args.train_size)
         official = {r: f.content_sha256 for r, f in DATASETS["mnist"].files.items()}
-        is_official = content_hashes(paths) == official
+        hashes = content_hashes(paths)
+        is_official = hashes == official
+        if args.out is None and is_official:  # the MNIST itself goes where MNIST is looked for
+            target = user_cache_dir() / "mnist"
         if not _check_import_target(args, target, is_official):
             print(f"{target} already holds the verified MNIST files; nothing was changed")
             return 0
@@ -144,14 +158,20 @@ def cmd_data_import(args) -> int:
                 old.unlink(missing_ok=True)  # a stale uncompressed twin would be found first
             os.replace(path, target / path.name)
             print(f"wrote {target / path.name}")
+        if not is_official:  # last: a folder without it is no dataset, never a half one
+            name = args.name or target.name
+            files = {paths[role].name.removesuffix(".gz"): sha for role, sha in hashes.items()}
+            title = f"imported from {args.file.name}"
+            write_manifest(target, name, [str(c) for c in range(CLASSES)], files, title)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     if is_official:
         print("the content is identical to the official MNIST files")
     else:
+        where = "" if args.out is None else f" --data-dir {target}"
         print(
-            "note: the content differs from the official MNIST files; load this folder with "
-            "the Python API (numlp.data.read_idx), not as --dataset mnist"
+            f"the content differs from the official MNIST files, so it is a dataset of its own, "
+            f"{name!r}: numlp train --dataset {name}{where}"
         )
     return 0
 
@@ -162,21 +182,22 @@ def _check_import_target(args, target: Path, is_official: bool) -> bool:
     from numlp.data.datasets import DATASETS, DataError, find_file, load_dataset
 
     held = [f.name for f in DATASETS["mnist"].files.values() if find_file(target, f)]
-    if args.out is None:
-        if not is_official:
-            raise CLIError(
-                f"{args.file} is not the official MNIST content, so it does not go into the "
-                f"MNIST cache ({target}); pass --out DIR to write it to a folder of its own"
-            )
+    if args.out is None and is_official:
         if held:
             try:
                 load_dataset("mnist", data_dir=target, download=False)
             except DataError:
                 return True  # what is there is damaged: the verified import repairs it
             return False  # the same verified content is already there
+    elif args.out is None and args.name is None:
+        raise CLIError(
+            f"{args.file} is not the official MNIST content, so it does not go into the "
+            f"MNIST cache ({target}); give it a name of its own with --name NAME (or a "
+            "folder with --out DIR)"
+        )
     elif held and not args.force:
         raise CLIError(
-            f"{target} already holds IDX files ({', '.join(held)}); choose another --out, or "
-            "pass --force to replace them"
+            f"{target} already holds IDX files ({', '.join(held)}); choose another "
+            f"{'--out' if args.out else '--name'}, or pass --force to replace them"
         )
     return True

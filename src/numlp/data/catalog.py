@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -179,10 +180,78 @@ DATASETS: dict[str, DatasetInfo] = {
 }
 
 
-def dataset_info(name: str) -> DatasetInfo:
-    if name not in DATASETS:
-        raise DataError(f"unknown dataset {name!r}; numlp knows {', '.join(DATASETS)}")
-    return DATASETS[name]
+MANIFEST = "numlp-dataset.json"  # a folder's own dataset (an import that is not MNIST itself)
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def dataset_info(name: str, data_dir=None) -> DatasetInfo:
+    """What numlp knows of dataset ``name``: one of :data:`DATASETS`, or a dataset imported
+    under that name (``numlp data import ... --name NAME``), found by its ``numlp-dataset.json``
+    where the data are looked for (``data_dir``, ``$NUMLP_DATA``, the user cache). ``name`` may
+    also be the path of such a folder."""
+    if name in DATASETS:
+        return DATASETS[name]
+    found = find_imported(name, data_dir)
+    if found is None:
+        raise DataError(
+            f"unknown dataset {name!r}; numlp knows {', '.join(DATASETS)}, and sets imported "
+            "with `numlp data import FILE --name NAME` (none by that name was found)"
+        )
+    return found[0]
+
+
+def find_imported(name: str, data_dir=None) -> tuple[DatasetInfo, Path] | None:
+    """An imported dataset: its description and folder, or None."""
+    candidates = []
+    if os.sep in name or name.startswith("."):
+        candidates.append(Path(name))
+    elif NAME_PATTERN.match(name):
+        bases = [data_dir, os.environ.get("NUMLP_DATA"), user_cache_dir()]
+        for base in (Path(b) for b in bases if b):
+            candidates += [base / name, base]
+    for folder in candidates:
+        info = read_manifest(folder)
+        if info is not None and (info.name == name or folder == Path(name)):
+            return info, folder
+    return None
+
+
+def read_manifest(folder: Path) -> DatasetInfo | None:
+    """The dataset a folder's ``numlp-dataset.json`` describes; None if it has none. A manifest
+    that cannot be used is an error, not a dataset passed over."""
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        name, hashes = data["name"], data["content_sha256"]
+        classes = tuple(str(c) for c in data["class_names"])
+        ok = NAME_PATTERN.match(name) and name not in DATASETS and 2 <= len(classes) <= 1000
+        ok = ok and set(hashes) == set(FILE_NAMES.values())
+        ok = ok and all(isinstance(h, str) and len(h) == 64 for h in hashes.values())
+    except (OSError, ValueError, KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise DataError(f"{path} is damaged; import the data again (numlp data import)")
+    files = {role: FileInfo(FILE_NAMES[role], hashes[FILE_NAMES[role]], "", 0) for role in ROLES}
+    title = str(data.get("title") or f"{name} (imported)")
+    return DatasetInfo(name, title, classes, (), files)
+
+
+def write_manifest(folder: Path, name: str, class_names, hashes: dict[str, str], title: str):
+    """Describe the dataset in ``folder`` (files by content hash) so it loads by name."""
+    if not NAME_PATTERN.match(name) or name in DATASETS:
+        raise DataError(
+            f"dataset name {name!r} is not allowed: use lower-case letters, digits, '.', '_' "
+            f"and '-', and not one of {', '.join(DATASETS)}"
+        )
+    manifest = {
+        "name": name,
+        "title": title,
+        "class_names": list(class_names),
+        "content_sha256": hashes,
+    }
+    atomic_write_bytes(Path(folder) / MANIFEST, json.dumps(manifest, indent=1).encode())
 
 
 def _known_content() -> dict[str, str]:
@@ -203,7 +272,9 @@ def user_cache_dir() -> Path:
 
 def search_dirs(name: str, data_dir=None) -> list[tuple[str, Path]]:
     """Folders to look in, in order, each with where it came from (for messages)."""
-    info = dataset_info(name)
+    info = dataset_info(name, data_dir)
+    if name not in DATASETS:  # an imported set is where its manifest is
+        return [("imported", find_imported(name, data_dir)[1])]
     places: list[tuple[str, Path]] = []
     if data_dir:
         places.append(("--data-dir", _existing_folder(data_dir, "--data-dir")))
@@ -245,10 +316,11 @@ def locate(name: str, data_dir=None) -> tuple[str, Path] | None:
     known dataset is passed over: ``NUMLP_DATA`` pointing at MNIST must not hide the
     Fashion-MNIST that a package manager installed.
     """
-    info = dataset_info(name)
+    info = dataset_info(name, data_dir)
     for origin, folder in search_dirs(name, data_dir):
         if all(find_file(folder, f) for f in info.files.values()):
-            if origin != "--data-dir" and _owner(folder) not in (None, name):
+            searched = origin not in ("--data-dir", "imported")
+            if searched and _owner(folder) not in (None, name):
                 continue
             return origin, folder
     return None

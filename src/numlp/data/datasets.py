@@ -52,12 +52,13 @@ def load_dataset(
 
     Parameters
     ----------
-    name : "mnist", "fashion-mnist" or "kmnist"
+    name : "mnist", "fashion-mnist", "kmnist", or a dataset imported under a name of its own
+        (``numlp data import FILE --name NAME``), or the folder of one
     data_dir : folder to look in first
     download : fetch from the mirrors into the user cache when no folder has the files
     progress : optional callable ``progress(file_name, done_bytes, total_bytes)`` for downloads
     """
-    info = dataset_info(name)
+    info = dataset_info(name, data_dir)
     found = locate(name, data_dir)
     if found is None:
         if not download:
@@ -70,7 +71,7 @@ def load_dataset(
         arrays[role] = read_verified(find_file(folder, file), file, folder)
     _check_consistent(name, arrays)
     return Dataset(
-        name,
+        info.name,
         arrays["train_images"],
         arrays["train_labels"].astype(np.int64),
         arrays["test_images"],
