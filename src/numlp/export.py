@@ -109,7 +109,8 @@ def to_onnx(
         else:
             raise ValueError(f"layer {i} ({layer!r}) has no ONNX translation")
     output = "probabilities" if softmax else "logits"
-    if softmax and not isinstance(model.layers[-1], Softmax):
+    # a probability head (Softmax, or a Sigmoid's per-class probabilities) is what it means
+    if softmax and not model.layers[-1].outputs_probabilities:
         nodes.append(helper.make_node("Softmax", [current], [output], name="softmax", axis=1))
     else:
         nodes.append(helper.make_node("Identity", [current], [output], name="output"))

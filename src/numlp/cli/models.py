@@ -19,7 +19,10 @@ def add_commands(commands) -> None:
         description="Loss, accuracy, per-class precision/recall/F1 and the confusion matrix.",
     )
     evaluate.add_argument("model", type=Path, help="a model.npz")
-    evaluate.add_argument("--dataset", choices=list(DATASETS), help="default: the model's own")
+    evaluate.add_argument(
+        "--dataset",
+        help=f"{', '.join(DATASETS)} or an imported dataset (default: the model's own)",
+    )
     evaluate.add_argument("--data-dir", type=Path)
     evaluate.add_argument("--no-download", action="store_true")
     evaluate.add_argument("--json", action="store_true", help="print JSON instead of tables")
