@@ -93,6 +93,16 @@ def sweep(out: Path, data_dir, minutes: float, epochs: int, text: str) -> float:
     return time.monotonic() - started
 
 
+def study_wall_seconds(folder: Path) -> float:
+    """From the first trial's start to the last one's end, as the study recorded them."""
+    from numlp.sweep import open_sweep
+
+    trials = open_sweep(folder).get_trials(deepcopy=False)
+    start = min(t.datetime_start for t in trials)
+    end = max(t.datetime_complete or t.datetime_start for t in trials)
+    return (end - start).total_seconds()
+
+
 def analyse(folder: Path, epochs: int) -> dict:
     from numlp.sweep import open_sweep
 
@@ -164,13 +174,22 @@ def main(argv=None) -> int:
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--json", type=Path, help="also write the result here")
     parser.add_argument("--space", type=Path, help="another search space (with an lr line)")
+    parser.add_argument(
+        "--reuse",
+        action="store_true",
+        help="analyse (and retrain from) the sweep and reference already in --out",
+    )
     args = parser.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    if (args.out / "sweep").exists():
-        raise SystemExit(f"{args.out / 'sweep'} exists: give a new --out")
-    reference = fast_reference(args.out, args.data_dir, args.epochs)
-    text = args.space.read_text() if args.space else SPACE
-    wall = sweep(args.out, args.data_dir, args.minutes, args.epochs, text)
+    if args.reuse:
+        reference = {"val_accuracy": summary_of(args.out / "fast-reference")["val_accuracy"]}
+        wall = study_wall_seconds(args.out / "sweep")
+    else:
+        if (args.out / "sweep").exists():
+            raise SystemExit(f"{args.out / 'sweep'} exists: give a new --out (or --reuse)")
+        reference = fast_reference(args.out, args.data_dir, args.epochs)
+        text = args.space.read_text() if args.space else SPACE
+        wall = sweep(args.out, args.data_dir, args.minutes, args.epochs, text)
     result = {
         "command": "python benchmarks/sweep_fast.py " + " ".join(sys.argv[1:]),
         "minutes": args.minutes,
