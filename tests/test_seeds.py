@@ -44,10 +44,14 @@ def test_each_seed_config_trains_one_epoch(path, small_data, tmp_path, capsys):
         "sigmoid": "Sigmoid",
     }[config.output]
     assert len(model.parameters()) == 2 * (len(config.hidden) + 1)
-    # evaluate and predict take the model as saved: its own loss, its own probabilities
+    assert header["preprocessing"]["scale"] == config.input_scale
+    assert header["preprocessing"].get("shift", 0.0) == config.input_shift
+    # evaluate and predict take the model as saved: its own inputs, loss and probabilities
     assert main(["evaluate", str(out / "model.npz"), "--data-dir", str(small_data.parent)]) == 0
     words = {"cross_entropy": "cross-entropy", "mse": "MSE", "bce": "binary cross-entropy"}
-    assert f"  {words[config.loss]} " in capsys.readouterr().out
+    shown = capsys.readouterr().out
+    assert f"  {words[config.loss]} " in shown
+    assert f"accuracy {summary['test_accuracy']:.2%}" in shown
 
 
 def test_a_sigmoid_head_predicts_each_class_own_probability(small_data, tmp_path, capsys):

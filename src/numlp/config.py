@@ -80,6 +80,8 @@ class TrainConfig:
     shuffle: bool = setting(True, "reshuffle the training data every epoch")
     epochs: int = setting(10, "passes over the training data")
     val_split: float = setting(0.1, "fraction of the training data held out for validation")
+    input_scale: float = setting(1 / 255, "pixels are fed as pixel * input_scale + input_shift")
+    input_shift: float = setting(0.0, "added after input_scale (e.g. -0.5 to centre 0..1)")
     watch_test: bool = setting(
         False, "also score the test set after every epoch, to watch (never to choose by)"
     )
@@ -146,6 +148,13 @@ class TrainConfig:
         )
         need(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "it must be in [0, epochs)")
         need(0 <= self.val_split < 1, "val_split", "it must be in [0, 1) (0 means no validation)")
+        need(_positive(self.input_scale) and self.input_scale < 1e6, "input_scale",
+             "it must be a positive number")  # fmt: skip
+        need(
+            isinstance(self.input_shift, (int, float)) and abs(self.input_shift) < 1e6,
+            "input_shift",
+            "it must be a finite number",
+        )
         need(isinstance(self.seed, int) and self.seed >= 0, "seed", "it must be an integer >= 0")
         return self
 

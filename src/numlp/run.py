@@ -210,8 +210,9 @@ def _prepare(config, out: Path, resume: bool, data_dir, download, progress) -> P
     """The model (resumed from ``out`` or new) and the checked data; nothing is written."""
     model, optimizer, state = _resume_state(out, config) if resume else (None, None, None)
     data = load_dataset(config.dataset, data_dir=data_dir, download=download, progress=progress)
-    x_train = preprocess.apply(data.x_train, preprocess.IMAGE_SCALING)
-    x_test = preprocess.apply(data.x_test, preprocess.IMAGE_SCALING)
+    inputs = preprocess.scaling(config.input_scale, config.input_shift)
+    x_train = preprocess.apply(data.x_train, inputs)
+    x_test = preprocess.apply(data.x_test, inputs)
     if model is None:
         model = build_model(config, x_train.shape[1:], len(data.class_names))
         optimizer = make_optimizer_for(config, model)
@@ -260,12 +261,12 @@ def _progress_callbacks(stream, quiet: bool, progress_bar: bool) -> list[Callbac
     return shown
 
 
-def _metadata(data: Dataset) -> dict:
+def _metadata(config: TrainConfig, data: Dataset) -> dict:
     """What model and checkpoint headers say about the data the model expects."""
     return {
         "dataset": data.name,
         "class_names": list(data.class_names),
-        "preprocessing": preprocess.IMAGE_SCALING,
+        "preprocessing": preprocess.scaling(config.input_scale, config.input_shift),
     }
 
 
@@ -278,7 +279,7 @@ def _fit_and_save(
     loss = make_loss(config)
     # The watcher first: the checkpoint, the metrics file and the log all see its figures.
     watch = [TestWatcher(prepared.x_test, data.y_test, loss)] if config.watch_test else []
-    checkpoint = Checkpoint(out / "checkpoint.npz", **_metadata(data), config=config.flat())
+    checkpoint = Checkpoint(out / "checkpoint.npz", **_metadata(config, data), config=config.flat())
     started = time.perf_counter()
     try:
         history = model.fit(
@@ -309,7 +310,7 @@ def _fit_and_save(
     seconds = time.perf_counter() - started
     summary = _summary(config, model, loss, prepared, history.records, seconds, score_test)
     training = {**summary, "config": config.flat()}
-    path = save_model(out / "model.npz", model, **_metadata(data), training=training)
+    path = save_model(out / "model.npz", model, **_metadata(config, data), training=training)
     print(_last_line(config, summary, path), file=stream, flush=True)
     return {**summary, "model_path": str(path), "history": history.records}
 
