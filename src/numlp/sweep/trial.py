@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,20 +46,27 @@ class TrialPlan:
     budget: int | None  # trials that count, over all workers; None: until the timeout
     data_dir: Path | None = None
     threads: int | str = 1
+    interrupted: Callable[[], bool] = lambda: False  # Ctrl-C seen where it could not act
 
     def __call__(self, trial) -> float:
         return run_trial(self, trial)
 
 
 class PruningReporter(Callback):
-    """Report each epoch's validation accuracy; stop training when the pruner says so."""
+    """Report each epoch's validation accuracy; stop training when the pruner says so. A
+    Ctrl-C that came before training began is passed on to it (``fit`` stops between steps)."""
 
-    def __init__(self, trial):
+    def __init__(self, trial, interrupted=lambda: False):
         self.trial = trial
+        self.interrupted = interrupted
         self.pruned_after: int | None = None
 
     def on_train_begin(self, context):
         self.model = context.model
+
+    def on_batch_end(self, step, logs):
+        if self.interrupted():
+            os.kill(os.getpid(), signal.SIGINT)  # to fit's own handler, which stops cleanly
 
     def on_epoch_end(self, epoch, logs):
         self.trial.report(logs["val_accuracy"], epoch)  # epochs count from 1
@@ -70,12 +79,14 @@ def run_trial(plan: TrialPlan, trial) -> float:
     """Train the configuration ``trial`` suggests; its final validation accuracy."""
     import optuna
 
+    if plan.interrupted():
+        raise KeyboardInterrupt
     _check_budget(plan, trial)
     trial.set_user_attr("worker", f"{socket.gethostname()}:{os.getpid()}")
     values = plan.space.suggest(trial)
     out = plan.trials_dir / f"{trial.number:05d}"
     trial.set_user_attr("run", str(out))
-    reporter = PruningReporter(trial)
+    reporter = PruningReporter(trial, plan.interrupted)
     try:
         config = plan.space.config(values)
         summary = run_training(
@@ -93,6 +104,8 @@ def run_trial(plan: TrialPlan, trial) -> float:
         trial.set_user_attr(OUTCOME_ATTR, "failed")
         trial.set_user_attr("error", " ".join(str(err).split())[:500])
         raise TrialError(str(err)) from None
+    if plan.interrupted():
+        raise KeyboardInterrupt
     trial.set_user_attr("epochs", summary["epochs"])
     trial.set_user_attr("seconds", summary["seconds"])
     if reporter.pruned_after is not None:

@@ -8,7 +8,9 @@ if one of their workers dies (its heartbeat stops) the lost trial is failed and 
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -35,12 +37,21 @@ def work(study, plan: TrialPlan, deadline: float | None = None, stream=None, pol
     """Run trials of ``study`` until it has ``plan.budget`` that count (or ``deadline``, a
     ``time.monotonic()`` value, passes: no trial starts after it). Returns how many trials
     this worker ran. One line per finished trial goes to ``stream``."""
-    import optuna
 
     stream = stream or sys.stdout
     poll = poll or _heartbeat(study)
+    with CtrlC() as ctrl_c:
+        plan.interrupted = ctrl_c.seen
+        return _work(study, plan, deadline, stream, poll, ctrl_c)
+
+
+def _work(study, plan: TrialPlan, deadline, stream, poll, ctrl_c) -> int:
+    import optuna
+
     ran = 0
     while deadline is None or time.monotonic() < deadline:
+        if ctrl_c.seen():
+            raise KeyboardInterrupt
         optuna.storages.fail_stale_trials(study)  # a dead worker's trial: failed, not counted
         now = census(study)
         if plan.budget is None or now.counted < plan.budget:
@@ -52,10 +63,36 @@ def work(study, plan: TrialPlan, deadline: float | None = None, stream=None, pol
             )
             ran += 1
         elif now.running:
-            time.sleep(poll)  # others' trials may still be lost and need replacing
+            for _ in range(10):  # others' trials may still be lost and need replacing
+                if not ctrl_c.seen():
+                    time.sleep(poll / 10)
         else:
             break
     return ran
+
+
+class CtrlC:
+    """While a worker runs, Ctrl-C is remembered instead of raised wherever it lands: cut in
+    the middle of Optuna's own bookkeeping it would leave that half done (Optuna 5.0 then
+    fails with an UnboundLocalError). The worker acts on it between trials; inside a trial,
+    ``fit``'s own handler takes over while training (it stops between two steps)."""
+
+    def __enter__(self) -> CtrlC:
+        self._seen = False
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        self._seen = True
+
+    def seen(self) -> bool:
+        return self._seen
+
+    def __exit__(self, *exc) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def _heartbeat(study) -> float:
