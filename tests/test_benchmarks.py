@@ -72,3 +72,10 @@ def test_sweep_benchmark_runs_a_tiny_sweep(mnist_path, tmp_path):
                  "--out", tmp_path / "b", "--data-dir", mnist_path, "--space", space,
                  timeout=600)  # fmt: skip
     assert result["sweep"]["trials"] >= 1 and result["fast_preset"]["val_accuracy"] > 0.5
+
+
+def test_time_to_99_benchmark_runs_one_numlp_epoch(mnist_path):
+    result = run("time_to_99.py", "--library", "numlp", "--epochs", 1, "--data-dir", mnist_path)
+    ((seconds, accuracy),) = result["marks"]
+    assert seconds > 0 and 0.9 < accuracy < 1 and result["seconds_to_99"] is None
+    assert set(result["parts"]) == {"forward_backward", "optimizer", "distortions"}
