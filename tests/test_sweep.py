@@ -416,3 +416,13 @@ def test_a_machine_with_another_space_cannot_join(postgres_url, tmp_path, small_
     assert code == 2 and "another search space" in err and not (tmp_path / "b").exists()
     assert main(["sweep", "show", "--storage", postgres_url, "--study", "two"]) == 2
     assert "no study 'two'" in capsys.readouterr().err
+
+
+def test_help_lists_sweep_and_not_the_inner_name_of_sweep_show(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = capsys.readouterr().out
+    assert "sweep " in shown and "sweep-show" not in shown and "SUPPRESS" not in shown
+    with pytest.raises(SystemExit):
+        main(["sweep", "show", "--help"])
+    assert capsys.readouterr().out.startswith("usage: numlp sweep show")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -48,8 +47,7 @@ def add_commands(commands) -> None:
 
     show = commands.add_parser(
         "sweep-show",
-        prog="numlp sweep show",
-        help=argparse.SUPPRESS,
+        prog="numlp sweep show",  # no help: not listed apart (it is `sweep show`)
         description="The top trials of a sweep, its winner as a config file (best.toml, for "
         "`numlp train --config`), Optuna's plots and sweep.html.",
     )
