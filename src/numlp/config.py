@@ -211,26 +211,34 @@ def load_config(path, base: TrainConfig | None = None) -> TrainConfig:
     return parse_config(text, base, where=path)
 
 
-def parse_config(text: str, base: TrainConfig | None = None, where="config") -> TrainConfig:
-    """The settings in TOML ``text`` over ``base`` (see :func:`load_config`); errors name
-    ``where`` the text came from."""
-    path = where
+def settings_from_toml(
+    text: str, where: str, noun: str = "keys", known: str = "known keys are"
+) -> dict:
+    """The settings in TOML ``text`` as one dict by key: top-level keys (or a ``[train]``
+    table) and the distortions of an ``[augment]`` table. ValueError, naming ``where``, for
+    text that is not TOML and for keys that are no setting."""
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise ValueError(f"config {path} is not valid TOML: {err}") from None
-    data = dict(data.get("train", data))  # a [train] table or top-level keys
+        raise ValueError(f"{where} is not valid TOML: {err}") from None
+    data = dict(data.get("train", data))
     table = data.pop("augment", {})
     if not isinstance(table, dict):
-        raise ValueError(f"config {path}: augment must be a table ([augment])")
+        raise ValueError(f"{where}: augment must be a table ([augment])")
     unknown = sorted(set(data) - set(SETTINGS)) + [
         f"augment.{k}" for k in table if k not in AUGMENT_FIELDS
     ]
     if unknown:
-        raise ValueError(
-            f"config {path}: unknown keys {unknown}; known keys are {', '.join(SETTINGS)}"
-        )
-    values = {key: _coerce(key, value, path) for key, value in {**data, **table}.items()}
+        raise ValueError(f"{where}: unknown {noun} {unknown}; {known} {', '.join(SETTINGS)}")
+    return {**data, **table}
+
+
+def parse_config(text: str, base: TrainConfig | None = None, where="config") -> TrainConfig:
+    """The settings in TOML ``text`` over ``base`` (see :func:`load_config`); errors name
+    ``where`` the text came from."""
+    path = where
+    data = settings_from_toml(text, f"config {path}")
+    values = {key: _coerce(key, value, path) for key, value in data.items()}
     try:
         return (base or TrainConfig()).updated(**values)
     except ValueError as err:

@@ -22,12 +22,7 @@ import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib
-
-from numlp.config import AUGMENT_FIELDS, SETTINGS, TrainConfig
+from numlp.config import SETTINGS, TrainConfig, settings_from_toml
 
 
 class SpaceError(ValueError):
@@ -117,24 +112,14 @@ def load_space(path, base: TrainConfig | None = None) -> SearchSpace:
 
 def parse_space(text: str, base: TrainConfig | None = None, where="search space") -> SearchSpace:
     """The search space in TOML ``text`` (see the module's docstring)."""
+    known = "a search space names settings of numlp train:"
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as err:
-        raise SpaceError(f"{where} is not valid TOML: {err}") from None
-    table = data.pop("augment", {})
-    if not isinstance(table, dict):
-        raise SpaceError(f"{where}: augment must be a table ([augment])")
-    unknown = sorted(set(data) - set(SETTINGS)) + [
-        f"augment.{k}" for k in table if k not in AUGMENT_FIELDS
-    ]
-    if unknown:
-        raise SpaceError(
-            f"{where}: unknown settings {unknown}; a search space names settings of numlp "
-            f"train: {', '.join(SETTINGS)}"
-        )
+        data = settings_from_toml(text, where, noun="settings", known=known)
+    except ValueError as err:
+        raise SpaceError(str(err)) from None
     base = base or TrainConfig()
     fixed, params = {}, {}
-    for key, value in {**data, **table}.items():
+    for key, value in data.items():
         if _is_searched(key, value):
             params[key] = _param(key, value, base, where)
         else:
