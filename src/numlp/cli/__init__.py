@@ -12,10 +12,9 @@ import sys
 
 from numlp._version import __version__
 from numlp.cli import data, models, runs, sweep, train
-from numlp.cli.common import CLIError
+from numlp.cli.common import EXIT_INTERRUPTED, CLIError
 
 EXIT_USAGE = 2
-EXIT_INTERRUPTED = train.EXIT_INTERRUPTED
 
 __all__ = ["CLIError", "build_parser", "main"]
 

@@ -5,9 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 
+EXIT_INTERRUPTED = 130  # what a shell reports for Ctrl-C: 128 + SIGINT
+
 
 class CLIError(Exception):
     """An error to report in one line (exit status 2)."""
+
+
+def base_config(preset: str | None, config):
+    """The configuration ``--preset NAME`` or ``--config FILE`` names (one of them at most),
+    else the defaults of ``numlp train``."""
+    from numlp.config import TrainConfig, load_config, preset_path
+
+    if preset and config:
+        raise CLIError("give --preset or --config, not both (a preset is a config file)")
+    source = preset_path(preset) if preset else config
+    return load_config(source) if source else TrainConfig()
 
 
 def int_list(text: str) -> tuple[int, ...]:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from numlp.cli.common import CLIError, download_progress
-
-EXIT_INTERRUPTED = 130
+from numlp.cli.common import EXIT_INTERRUPTED, CLIError, base_config, download_progress
 
 
 def add_commands(commands) -> None:
@@ -93,7 +91,7 @@ def cmd_sweep(args) -> int:
         return _sweep(run_sweep, SweepInterrupted, None, args.resume, True, args, settings)
     if space_path is None:
         raise CLIError("give a search space file: numlp sweep SPACE.toml --trials N")
-    space = load_space(space_path, base=_base_config(args))
+    space = load_space(space_path, base=base_config(args.preset, args.config))
     settings = {k: v for k, v in settings.items() if v is not None}
     return _sweep(run_sweep, SweepInterrupted, space, args.out, False, args, settings)
 
@@ -107,15 +105,6 @@ def _sweep(run_sweep, SweepInterrupted, space, out, resume, args, settings) -> i
         print(f"numlp: {stop}", file=sys.stderr)
         return EXIT_INTERRUPTED
     return 0
-
-
-def _base_config(args):
-    from numlp.config import TrainConfig, load_config, preset_path
-
-    if args.preset and args.config:
-        raise CLIError("give --preset or --config, not both (a preset is a config file)")
-    source = preset_path(args.preset) if args.preset else args.config
-    return load_config(source) if source else TrainConfig()
 
 
 def cmd_sweep_show(args) -> int:

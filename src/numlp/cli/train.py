@@ -8,9 +8,7 @@ import sys
 from functools import partial
 from pathlib import Path
 
-from numlp.cli.common import CLIError, download_progress, int_list
-
-EXIT_INTERRUPTED = 130
+from numlp.cli.common import EXIT_INTERRUPTED, CLIError, base_config, download_progress, int_list
 
 
 def add_commands(commands) -> None:
@@ -86,7 +84,7 @@ def _add_setting_flags(train: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args) -> int:
-    from numlp.config import SETTINGS, TrainConfig, load_config, preset_path
+    from numlp.config import SETTINGS, load_config
     from numlp.run import TrainingInterrupted, run_training
     from numlp.threads import parse_threads
     from numlp.train import TrainingDiverged
@@ -104,11 +102,7 @@ def cmd_train(args) -> int:
         out = args.resume
         config = load_config(out / "config.toml").updated(epochs=args.epochs)
     else:
-        if args.config and args.preset:
-            raise CLIError("give --preset or --config, not both (a preset is a config file)")
-        source = preset_path(args.preset) if args.preset else args.config
-        config = load_config(source) if source else TrainConfig()
-        config = config.updated(**overrides)
+        config = base_config(args.preset, args.config).updated(**overrides)
         out = args.out
     try:
         run_training(
