@@ -23,7 +23,7 @@ from numlp.config import load_config, parse_config, to_toml, toml_value
 from numlp.data.datasets import load_dataset
 from numlp.run import TrainingInterrupted
 from numlp.rundir import claim_run_dir
-from numlp.sweep.space import SearchSpace, load_space, parse_space
+from numlp.sweep.space import SearchSpace, load_space, parse_space, short_value
 from numlp.sweep.storage import (
     DEFAULT_HEARTBEAT,
     StorageError,
@@ -248,16 +248,12 @@ def _last_line(stream, out: Path, study, seconds: float) -> None:
     try:
         best = study.best_trial
         found = f"best val {best.value:.2%} (trial {best.number}): " + " ".join(
-            f"{k}={_short(v)}" for k, v in best.params.items()
+            f"{k}={short_value(v)}" for k, v in best.params.items()
         )
     except ValueError:
         found = "no trial finished"
     print(f"sweep done in {seconds:.0f} s: {tally}; {found}", file=stream, flush=True)
     print(f"numlp sweep show {out} for the table, the winner's config and plots", file=stream)
-
-
-def _short(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _worker_settings(out: Path, space: SearchSpace, config: SweepSettings, data_dir) -> dict:

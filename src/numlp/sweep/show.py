@@ -16,6 +16,7 @@ from pathlib import Path
 from numlp.atomic import atomic_write_text
 from numlp.config import SETTINGS, TrainConfig, to_toml
 from numlp.report import require_matplotlib, save_figure
+from numlp.sweep.space import short_value
 from numlp.sweep.storage import SETTINGS_ATTR, StorageError
 from numlp.sweep.trial import outcome
 
@@ -52,16 +53,12 @@ def table(study, top: int = 10) -> list[str]:
                 f"{t.value:.2%}",
                 str(t.user_attrs.get("epochs", "–")),
                 f"{seconds:.1f}" if seconds is not None else "–",
-                *(_short(t.params.get(n)) for n in names),
+                *(short_value(t.params.get(n)) for n in names),
             ]
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines += ["  ".join(cell.rjust(w) for cell, w in zip(row, widths)) for row in rows]
     return lines
-
-
-def _short(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def best_config(study) -> TrainConfig:
@@ -87,7 +84,7 @@ def _setting(key: str, value):
 
 def best_toml(study) -> str:
     best = finished(study)[0]
-    params = ", ".join(f"{k} = {_short(v)}" for k, v in best.params.items())
+    params = ", ".join(f"{k} = {short_value(v)}" for k, v in best.params.items())
     head = (
         f"# numlp sweep winner: trial {best.number} of study {study.study_name!r}, validation "
         f"accuracy {best.value:.2%}\n# searched: {params}\n# val_split = 0: retrain on the whole "

@@ -241,6 +241,11 @@ def _setting_value(key: str, value, where: str = "search space"):
     return value
 
 
+def short_value(value, digits: int = 4) -> str:
+    """A searched value for tables and lines: floats to ``digits`` significant digits."""
+    return f"{value:.{digits}g}" if isinstance(value, float) else str(value)
+
+
 def _widths_text(widths: tuple[int, ...]) -> str:
     return ",".join(map(str, widths))
 

@@ -14,6 +14,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from numlp.sweep.space import short_value
 from numlp.sweep.trial import SurplusTrial, TrialError, TrialPlan, counts, outcome
 
 
@@ -123,13 +124,9 @@ def trial_line(study, trial) -> str:
         best = f"best {study.best_value:.2%} (trial {study.best_trial.number})"
     except ValueError:  # no trial has finished yet
         best = "best –"
-    params = " ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+    params = " ".join(f"{k}={short_value(v, 3)}" for k, v in trial.params.items())
     line = f"trial {trial.number:>3}  {outcome(trial):<8} {val_text:<11} {epochs:>3} ep  {best}"
     line += f"  {params}"
     if trial.user_attrs.get("error"):
         line += f"  ({trial.user_attrs['error'][:120]})"
     return line
-
-
-def _short(value) -> str:
-    return f"{value:.3g}" if isinstance(value, float) else str(value)
