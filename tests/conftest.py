@@ -93,6 +93,28 @@ def small_data(mnist_path, tmp_path_factory) -> Path:
     return folder
 
 
+def start(*args, cwd=None, env=None):
+    """`python -m numlp ARGS` in a process of its own; data only from where ARGS point."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k != "NUMLP_DATA"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "numlp", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env=env,
+    )
+
+
+def finish(process, timeout=240):
+    """Wait for a process from :func:`start`: its exit status, stdout and stderr."""
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
 def train_argv(mnist_path, out, hidden=16, epochs=1, *extra) -> list[str]:
     """`numlp train` arguments for a small offline run on the real MNIST files."""
     return [

@@ -3,34 +3,14 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
-from conftest import train_argv
+from conftest import finish, start, train_argv
 
 from numlp.cli import main
 from numlp.config import load_config
 from numlp.data.idx import read_idx, write_idx
 from numlp.rundir import claim_run_dir
-
-
-def start(*args, cwd=None, env=None):
-    """`python -m numlp ARGS` in a process of its own; data only from where ARGS point."""
-    env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k != "NUMLP_DATA"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "numlp", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=cwd,
-        env=env,
-    )
-
-
-def finish(process, timeout=180):
-    out, err = process.communicate(timeout=timeout)
-    return process.returncode, out, err
 
 
 def hidden_of(run):

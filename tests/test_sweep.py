@@ -12,14 +12,13 @@ import io
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import optuna  # the dev extra brings it: without it this module fails to collect, as it should
 import pytest
+from conftest import finish, start
 from postgres_server import postgres_bin, postgres_server
 
 from numlp.cli import main
@@ -52,23 +51,6 @@ def space_file(tmp_path, text=SPACE) -> Path:
     path = tmp_path / "space.toml"
     path.write_text(text)
     return path
-
-
-def start(*args, env=None):
-    """`python -m numlp ARGS` in a process of its own."""
-    env = {k: v for k, v in {**os.environ, **(env or {})}.items() if k != "NUMLP_DATA"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "numlp", *map(str, args)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def finish(process, timeout=240):
-    out, err = process.communicate(timeout=timeout)
-    return process.returncode, out, err
 
 
 def trials_of(study):
