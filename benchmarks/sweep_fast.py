@@ -53,23 +53,17 @@ def summary_of(run: Path) -> dict:
     return header["training"]
 
 
+def train(run: Path, data_dir, *flags) -> dict:
+    """`numlp train FLAGS` into ``run`` (quietly, no plots); the summary its model records."""
+    extra = ["--data-dir", data_dir] if data_dir else []
+    numlp("train", *flags, "--out", run, "--overwrite", "--no-plots", "--quiet", *extra)
+    return summary_of(run)
+
+
 def fast_reference(out: Path, data_dir, epochs: int) -> dict:
     """The `fast` preset as a trial sees it: seed 0, 10 % validation, test not looked at."""
     run = out / "fast-reference"
-    numlp(
-        "train",
-        "--preset",
-        "fast",
-        "--epochs",
-        epochs,
-        "--out",
-        run,
-        "--overwrite",
-        "--no-plots",
-        "--quiet",
-        *(["--data-dir", data_dir] if data_dir else []),
-    )
-    training = summary_of(run)
+    training = train(run, data_dir, "--preset", "fast", "--epochs", epochs)
     return {"val_accuracy": training["val_accuracy"], "seconds": training["seconds"]}
 
 
@@ -138,23 +132,8 @@ def retrain(config: Path, out: Path, seeds: int, data_dir, name: str, epochs: in
     for seed in range(seeds):
         run = out / f"{name}-seed{seed}"
         source = ["--config", config] if config.suffix == ".toml" else ["--preset", str(config)]
-        numlp(
-            "train",
-            *source,
-            "--val-split",
-            0,
-            "--seed",
-            seed,
-            "--epochs",
-            epochs,
-            "--out",
-            run,
-            "--overwrite",
-            "--no-plots",
-            "--quiet",
-            *(["--data-dir", data_dir] if data_dir else []),
-        )
-        training = summary_of(run)
+        flags = ("--val-split", 0, "--seed", seed, "--epochs", epochs)
+        training = train(run, data_dir, *source, *flags)
         tests.append(training["test_accuracy"])
         seconds.append(training["seconds"])
     return {
