@@ -19,11 +19,11 @@ FLOORS = {
     4: "train.scoring gradcheck data.download",
     5: "train.loop",  # the training loop needs no model class
     6: "train data.datasets",
-    7: "model data data.convert progress",
+    7: "model committee data data.convert progress",
     8: "io export sklearn config",  # files, other formats, settings
     9: "checkpoint bench",
     10: "run",  # config -> data, model, fit, files
-    11: "report serve sweep.space sweep.storage",
+    11: "report serve ensemble sweep.space sweep.storage",
     12: "sweep.trial",  # a trial is a run of numlp train
     13: "sweep.worker sweep.show",
     14: "sweep.driver",

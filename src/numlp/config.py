@@ -86,6 +86,22 @@ class TrainConfig:
         False, "also score the test set after every epoch, to watch (never to choose by)"
     )
     seed: int = setting(0, "seeds the weights, the split, the order, dropout and distortions")
+    members: int = setting(
+        1,
+        "train a committee of this many models (seeds seed, seed+1, ...) that answer by "
+        "averaging their probabilities; each member is a resumable run of its own",
+    )
+    teacher: str = setting(
+        "",
+        "distil: a model or committee file whose probabilities on each (distorted) "
+        "training batch the model learns besides the labels ('' : none)",
+    )
+    distill_temperature: float = setting(
+        4.0, "distillation temperature: above 1 softens the teacher's and the model's outputs"
+    )
+    distill_weight: float = setting(
+        0.5, "weight of the teacher's soft targets against the labels' cross-entropy (0 to 1)"
+    )
     # Random distortions of the training images, drawn afresh each epoch (all 0: none); its
     # settings are Augment's own fields, and a [augment] table in TOML.
     augment: Augment = field(default_factory=Augment)
@@ -156,6 +172,20 @@ class TrainConfig:
             "it must be a finite number",
         )
         need(isinstance(self.seed, int) and self.seed >= 0, "seed", "it must be an integer >= 0")
+        need(
+            isinstance(self.members, int) and 0 < self.members <= MAX_MEMBERS,
+            "members",
+            f"it must be an integer from 1 to {MAX_MEMBERS} (1: a single model)",
+        )
+        need(
+            not self.teacher or (self.loss, self.output) == ("cross_entropy", "logits"),
+            "teacher",
+            'distillation trains logits with the cross-entropy: set loss = "cross_entropy" '
+            'and output = "logits"',
+        )
+        need(_positive(self.distill_temperature) and self.distill_temperature <= 100,
+             "distill_temperature", "it must be a number in (0, 100]")  # fmt: skip
+        need(0 <= self.distill_weight <= 1, "distill_weight", "it must be in [0, 1]")
         return self
 
     def updated(self, **changes) -> TrainConfig:
@@ -191,6 +221,7 @@ MAX_EPOCHS = 100_000
 MAX_WIDTH = 65_536
 MAX_LAYERS = 64
 MAX_BATCH = 1 << 20
+MAX_MEMBERS = 100
 
 TRAIN_FIELDS = {f.name: f for f in fields(TrainConfig) if f.name != "augment"}
 AUGMENT_FIELDS = {f.name: f for f in fields(Augment) if f.metadata.get("setting", True)}

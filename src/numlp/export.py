@@ -19,6 +19,7 @@ import numpy as np
 
 from numlp._version import __version__
 from numlp.atomic import atomic_write_bytes
+from numlp.committee import Committee
 from numlp.layers import (
     GELU,
     BatchNorm,
@@ -40,14 +41,16 @@ OPSETS = range(13, 22)
 
 
 def to_onnx(
-    model: Sequential,
+    model: Sequential | Committee,
     metadata: dict | None = None,
     softmax: bool = False,
     opset: int = DEFAULT_OPSET,
 ):
     """Build the ``onnx.ModelProto`` of ``model``: input ``input`` of shape
     ``(batch, *input_shape)`` float32, output ``logits`` (or ``probabilities`` with
-    ``softmax=True``). ``metadata`` values are stored as JSON strings."""
+    ``softmax=True``). A :class:`~numlp.committee.Committee` becomes one graph that runs every
+    member and averages their probabilities (output ``probabilities``). ``metadata`` values
+    are stored as JSON strings."""
     try:
         import onnx
         from onnx import TensorProto, helper, numpy_helper
@@ -61,7 +64,6 @@ def to_onnx(
             f"{OPSETS.start} to {OPSETS.stop - 1} (default {DEFAULT_OPSET})"
         )
     nodes, initializers = [], []
-    current = "input"
 
     def constant(name: str, value) -> str:
         initializers.append(numpy_helper.from_array(np.asarray(value, dtype=np.float32), name))
@@ -71,8 +73,56 @@ def to_onnx(
         nodes.append(helper.make_node(op, inputs, [name], name=name, **attributes))
         return name
 
+    if isinstance(model, Committee):
+        output = "probabilities"
+        means = [
+            _probabilities(member, f"members.{i}", node, constant)
+            for i, member in enumerate(model.members)
+        ]
+        total = node("Sum", means, "members.sum")
+        scale = constant("members.weight", 1.0 / len(means))
+        nodes.append(helper.make_node("Mul", [total, scale], [output], name="average"))
+    else:
+        output = "probabilities" if softmax else "logits"
+        current = _layers(model, "layers", node, constant)
+        # a probability head (Softmax, or a Sigmoid's per-class probabilities) is what it means
+        if softmax and not model.layers[-1].outputs_probabilities:
+            nodes.append(helper.make_node("Softmax", [current], [output], name="softmax", axis=1))
+        else:
+            nodes.append(helper.make_node("Identity", [current], [output], name="output"))
+    graph = helper.make_graph(
+        nodes,
+        "numlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *model.input_shape])],
+        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", model.classes])],
+        initializers,
+    )
+    opsets = [helper.make_opsetid("", opset)]
+    proto = helper.make_model(graph, producer_name="numlp", opset_imports=opsets)
+    # The oldest IR version that has this opset, not the newest the onnx package knows: a
+    # runtime older than that package (onnxruntime 1.23 reads IR 11 at most) still loads it.
+    proto.ir_version = helper.find_min_ir_version_for(opsets)
+
+    props = {"numlp_version": __version__, **(metadata or {})}
+    helper.set_model_props(proto, {k: json.dumps(v) for k, v in props.items()})
+    onnx.checker.check_model(proto, full_check=True)
+    return proto
+
+
+def _probabilities(model: Sequential, prefix: str, node, constant) -> str:
+    """A committee member's class probabilities (a softmax over its logits, unless it has a
+    softmax head of its own)."""
+    current = _layers(model, f"{prefix}.layers", node, constant)
+    if model.layers[-1].outputs_probabilities:
+        return current
+    return node("Softmax", [current], f"{prefix}.softmax", axis=1)
+
+
+def _layers(model: Sequential, prefix: str, node, constant) -> str:
+    """Every layer's operators, from the graph input; returns the name of the last output."""
+    current = "input"
     for i, layer in enumerate(model.layers):
-        tag = f"layers.{i}"
+        tag = f"{prefix}.{i}"
         if isinstance(layer, Dense):
             w = constant(f"{tag}.W", layer.W.value)
             b = constant(f"{tag}.b", layer.b.value)
@@ -108,29 +158,7 @@ def to_onnx(
             continue  # the identity at inference
         else:
             raise ValueError(f"layer {i} ({layer!r}) has no ONNX translation")
-    output = "probabilities" if softmax else "logits"
-    # a probability head (Softmax, or a Sigmoid's per-class probabilities) is what it means
-    if softmax and not model.layers[-1].outputs_probabilities:
-        nodes.append(helper.make_node("Softmax", [current], [output], name="softmax", axis=1))
-    else:
-        nodes.append(helper.make_node("Identity", [current], [output], name="output"))
-    graph = helper.make_graph(
-        nodes,
-        "numlp",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", *model.input_shape])],
-        [helper.make_tensor_value_info(output, TensorProto.FLOAT, ["batch", model.classes])],
-        initializers,
-    )
-    opsets = [helper.make_opsetid("", opset)]
-    proto = helper.make_model(graph, producer_name="numlp", opset_imports=opsets)
-    # The oldest IR version that has this opset, not the newest the onnx package knows: a
-    # runtime older than that package (onnxruntime 1.23 reads IR 11 at most) still loads it.
-    proto.ir_version = helper.find_min_ir_version_for(opsets)
-
-    props = {"numlp_version": __version__, **(metadata or {})}
-    helper.set_model_props(proto, {k: json.dumps(v) for k, v in props.items()})
-    onnx.checker.check_model(proto, full_check=True)
-    return proto
+    return current
 
 
 def _gelu(x: str, tag: str, node, constant) -> str:
@@ -150,7 +178,7 @@ def _gelu(x: str, tag: str, node, constant) -> str:
 
 
 def export_onnx(
-    model: Sequential,
+    model: Sequential | Committee,
     path,
     metadata: dict | None = None,
     softmax: bool = False,

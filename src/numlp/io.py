@@ -20,12 +20,14 @@ import numpy as np
 from numlp import preprocess
 from numlp._version import __version__
 from numlp.atomic import atomic_write_bytes
+from numlp.committee import Committee
 from numlp.data.idx import MAX_DEFLATE_RATIO
 from numlp.layers import LAYERS
 from numlp.model import Sequential
 from numlp.npyfile import NpyError, read_npy_header
 
 FORMAT = "numlp-model"
+COMMITTEE_FORMAT = "numlp-committee"
 CHECKPOINT_FORMAT = "numlp-checkpoint"
 FORMAT_VERSION = 1
 HEADER_KEY = "__header__"
@@ -66,18 +68,72 @@ def write_archive(path: Path, header: dict, arrays: dict[str, np.ndarray]) -> No
     atomic_write_bytes(path, buffer.getvalue())
 
 
+def save_committee(path, committee: Committee, members_training=(), **metadata) -> Path:
+    """Write ``committee`` to ``path`` (``.npz``): every member's arrays under
+    ``members.I.``, each member's architecture (and training summary, from
+    ``members_training``) in the header, and the ``metadata`` they share (class names,
+    preprocessing, dataset, the committee's own ``training`` summary). Returns the path."""
+    path = Path(path)
+    training = list(members_training) or [{} for _ in committee.members]
+    members, arrays = [], {}
+    for i, (member, summary) in enumerate(zip(committee.members, training, strict=True)):
+        members.append({"dtype": str(member.dtype), "model": member.config(), "training": summary})
+        arrays.update({f"members.{i}.{k}": v for k, v in member.state_dict().items()})
+    header = {
+        "format": COMMITTEE_FORMAT,
+        "format_version": FORMAT_VERSION,
+        "numlp_version": __version__,
+        "members": members,
+        **metadata,
+    }
+    write_archive(path, header, arrays)
+    return path
+
+
 def read_header(path) -> dict:
-    """The JSON header of a model file, validated (format and version)."""
+    """The JSON header of a model or committee file, validated (format and version)."""
     return open_archive(path)[0]
 
 
-def load_model(path) -> tuple[Sequential, dict]:
-    """Load a model file: returns ``(model, header)``. Raises :class:`ModelFileError` if the file
-    is not a numlp model, holds pickled objects, comes from a newer format, or its arrays do
-    not match its architecture (shape, dtype, NaN or Inf)."""
+def load_model(path) -> tuple[Sequential | Committee, dict]:
+    """Load a model file, or a committee file (a :class:`~numlp.committee.Committee`): returns
+    ``(model, header)``. Raises :class:`ModelFileError` if the file is not a numlp model,
+    holds pickled objects, comes from a newer format, or its arrays do not match its
+    architecture (shape, dtype, NaN or Inf), or a committee's members do not agree."""
     header, arrays = open_archive(path)
+    if header["format"] == COMMITTEE_FORMAT:
+        return build_committee(path, header, arrays), header
     model = build_from_header(path, header, arrays)
     return model, header
+
+
+MAX_MEMBERS = 1000
+
+
+def build_committee(path, header: dict, arrays: dict[str, np.ndarray]) -> Committee:
+    """The committee a header describes: each member checked as a model file of its own would
+    be (:func:`build_from_header`), then the members against each other."""
+    members = header.get("members")
+    if not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+        raise ModelFileError(f"{path}: its header has no list of committee members")
+    if len(members) > MAX_MEMBERS:
+        raise ModelFileError(f"{path}: {len(members)} members is more than {MAX_MEMBERS}")
+    shared = {k: header[k] for k in ("preprocessing", "class_names") if k in header}
+    built, claimed = [], set()
+    for i, spec in enumerate(members):
+        prefix = f"members.{i}."
+        own = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        claimed |= {prefix + k for k in own}
+        if not isinstance(spec.get("training", {}), dict):
+            raise ModelFileError(f"{path}: member {i}'s training summary is not a table")
+        built.append(build_from_header(f"{path} (member {i})", {**spec, **shared}, own))
+    if set(arrays) - claimed:
+        extra = sorted(set(arrays) - claimed)[:3]
+        raise ModelFileError(f"{path}: arrays that belong to no member: {extra}")
+    try:
+        return Committee(built)
+    except ValueError as err:
+        raise ModelFileError(f"{path}: {err}") from None
 
 
 def class_names(header: dict, classes: int) -> list[str]:
@@ -209,7 +265,8 @@ def open_archive(path, expected_format: str = FORMAT) -> tuple[dict, dict[str, n
         header = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as err:
         raise ModelFileError(f"{path}: its header is not valid JSON ({err})") from None
-    if not isinstance(header, dict) or header.get("format") != expected_format:
+    kinds = (FORMAT, COMMITTEE_FORMAT) if expected_format == FORMAT else (expected_format,)
+    if not isinstance(header, dict) or header.get("format") not in kinds:
         raise ModelFileError(f"{path}: not a numlp {what} file")
     if not isinstance(header.get("training", {}), dict):
         raise ModelFileError(f"{path}: the training summary in its header is not a table")

@@ -37,6 +37,11 @@ class Loss:
         """Whether this loss has ``layer`` (a model's last) built in, and takes its input."""
         return False
 
+    def see_inputs(self, x: np.ndarray) -> None:
+        """Called with each batch's inputs before ``forward`` (by training and ``evaluate``).
+        A loss whose targets depend on the inputs (:class:`Distillation` asks its teacher)
+        takes them here; the others need nothing."""
+
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
         return f"{type(self).__name__}({args})"
@@ -184,6 +189,82 @@ class BCEWithLogits(Loss):
     def backward(self):
         z, targets = self._cache
         return (sigmoid(z) - targets) / z.size
+
+
+class Distillation(Loss):
+    """Knowledge distillation (Hinton et al. 2015): learn a teacher's probabilities besides
+    the labels, on logits ``(batch, classes)`` and class ids.
+
+    ``loss = (1 - w) * CE(z, y) + w * T**2 * KL(q || softmax(z / T))`` where ``CE`` is the
+    cross-entropy with label smoothing, ``q = softmax(log p / T)`` the teacher's probabilities
+    ``p`` at temperature ``T``, and ``w`` the ``soft_weight``. ``T > 1`` softens both sides so
+    that the teacher's view of the wrong classes (a 4 that looks a little like a 9) carries
+    weight; the ``T**2`` keeps that term's gradient on the scale of the labels' term. The
+    gradient is ``(1 - w) * dCE + w * T * (softmax(z / T) - q) / batch``. With ``w = 0`` it
+    is the cross-entropy.
+
+    ``teacher(x)`` gives the probabilities for the batch inputs ``x`` (e.g. a committee's
+    ``predict_proba``): it is asked in :meth:`see_inputs`, so on the very images the model
+    is trained on, distortions included.
+    """
+
+    def __init__(
+        self,
+        teacher,
+        temperature: float = 4.0,
+        soft_weight: float = 0.5,
+        label_smoothing: float = 0.0,
+    ):
+        if not temperature > 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        if not 0 <= soft_weight <= 1:
+            raise ValueError(f"soft_weight must be in [0, 1], got {soft_weight}")
+        self.teacher = teacher
+        self.temperature = float(temperature)
+        self.soft_weight = float(soft_weight)
+        self.hard = SoftmaxCrossEntropy(label_smoothing)
+        self._soft_targets = None
+
+    def see_inputs(self, x):
+        p = np.asarray(self.teacher(x), dtype=np.float64)
+        if p.ndim != 2 or len(p) != len(x):
+            raise ValueError(f"Distillation: the teacher gave shape {p.shape} for {len(x)} inputs")
+        log_p = np.log(np.clip(p, 1e-30, None)) / self.temperature
+        q = np.exp(log_p - log_p.max(axis=1, keepdims=True))
+        self._soft_targets = q / q.sum(axis=1, keepdims=True)
+
+    def forward(self, outputs, targets):
+        _check_2d(outputs, "Distillation")
+        q = self._soft_targets
+        if q is None or q.shape != outputs.shape:
+            raise ValueError(
+                "Distillation: no teacher probabilities for these outputs; call "
+                "see_inputs(x) with the batch first"
+            )
+        hard = self.hard.forward(outputs, targets)
+        t = self.temperature
+        scaled = outputs / t
+        shifted = scaled - scaled.max(axis=1, keepdims=True)
+        lse = np.log(np.sum(np.exp(shifted), axis=1, keepdims=True))
+        log_s = shifted - lse
+        q_log_q = np.where(q > 0, q * np.log(np.where(q > 0, q, 1)), 0.0)
+        kl = np.sum(q_log_q - q * log_s, axis=1)
+        self._cache = (np.exp(log_s), q, outputs.dtype)
+        w = self.soft_weight
+        return float((1 - w) * hard + w * t * t * kl.mean())
+
+    def backward(self):
+        s, q, dtype = self._cache
+        w, t = self.soft_weight, self.temperature
+        grad = (1 - w) * self.hard.backward() + (w * t / len(s)) * (s - q)
+        return grad.astype(dtype, copy=False)
+
+    def config(self):
+        return {
+            "temperature": self.temperature,
+            "soft_weight": self.soft_weight,
+            "label_smoothing": self.hard.label_smoothing,
+        }
 
 
 LOSSES = {"cross_entropy": SoftmaxCrossEntropy, "mse": MSE, "bce": BCEWithLogits}

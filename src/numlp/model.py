@@ -246,6 +246,7 @@ class Sequential:
         for start in range(0, len(x), batch_size):
             xb = x[start : start + batch_size]
             yb = y[start : start + batch_size]
+            loss.see_inputs(xb)
             out = self.forward(xb, checked=True, **scorer.forward_options)
             total += loss.forward(out, yb) * len(xb)
             correct += scorer.correct(out, yb)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from numlp.atomic import atomic_write_bytes, atomic_write_text
+from numlp.committee import Committee, describe_widths
 
 PLOT_FILES = {
     "curves": "curves.png",
@@ -251,16 +252,23 @@ def plot_run(run, model, names, images, x, y) -> dict[str, Path]:
 
     run = Path(run)
     require_matplotlib()
-    records = read_metrics(run)
     proba = model.predict_proba(x)
     cm = confusion_matrix(y, proba.argmax(axis=1), len(names))
-    paths = {
-        "curves": plot_curves(records, run / PLOT_FILES["curves"], title=run.name),
+    paths = {}
+    if isinstance(model, Committee):  # its members' curves, where their run folders are
+        members = {f.parent.name: read_metrics(f.parent)
+                   for f in sorted(run.glob("members/*/metrics.jsonl"))}  # fmt: skip
+        if members:
+            paths["curves"] = plot_comparison(members, run / PLOT_FILES["curves"])
+    else:
+        paths["curves"] = plot_curves(read_metrics(run), run / PLOT_FILES["curves"], run.name)
+    paths |= {
         "confusion": plot_confusion(cm, names, run / PLOT_FILES["confusion"]),
         "mistakes": plot_mistakes(images, y, proba, names, run / PLOT_FILES["mistakes"]),
         "per_class": plot_per_class(cm, names, run / PLOT_FILES["per_class"]),
     }
-    first = next((layer for layer in model.layers if layer.parameters()), None)
+    layers = model.members[0].layers if isinstance(model, Committee) else model.layers
+    first = next((layer for layer in layers if layer.parameters()), None)
     weights = first.parameters()[0].value if first is not None else None
     if weights is not None and weights.ndim == 2 and weights.shape[0] == 784:
         paths["weights"] = plot_first_layer(weights, run / PLOT_FILES["weights"])
@@ -273,18 +281,21 @@ def html_report(run, out=None) -> Path:
     from numlp.io import load_model
 
     run = Path(run)
-    _, header = load_model(run / "model.npz")  # every part of the header checked, not just read
+    model, header = load_model(run / "model.npz")  # every part of the header checked
+    committee = isinstance(model, Committee)
     training = header.get("training", {})
     config_text = (run / "config.toml").read_text() if (run / "config.toml").exists() else ""
-    records = read_metrics(run)
+    records = [] if committee else read_metrics(run)
     rows = "".join(
         f"<tr><th>{html.escape(label)}</th><td>{html.escape(_fmt(training.get(key)))}</td></tr>"
         for key, label in (
             ("dataset", "dataset"),
             ("epochs", "epochs"),
             ("seconds", "training seconds"),
+            ("members", "committee members"),
             ("test_accuracy", "test accuracy"),
             ("test_loss", "test loss"),
+            ("test_cross_entropy", "test cross-entropy"),
             ("val_accuracy", "validation accuracy"),
             ("train_accuracy", "training accuracy"),
         )
@@ -320,10 +331,9 @@ figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; border: 1px solid #eee; }}
 <body data-images="{len(figures)}">
 <h1>numlp run <code>{html.escape(run.name)}</code></h1>
 <p>numlp {html.escape(str(header.get("numlp_version")))}; model
-{html.escape(" → ".join(layer["type"] for layer in header["model"]["layers"]))}</p>
+{html.escape(_describe(model, header))}</p>
 <h2>Results</h2><table>{rows}</table>
-<h2>Per epoch</h2><table><tr><th>epoch</th><th>loss</th><th>accuracy</th><th>val loss</th>
-<th>val accuracy</th><th>lr</th><th>seconds</th></tr>{epoch_rows}</table>
+{_members_table(header) if committee else _epoch_table(epoch_rows)}
 <h2>Plots</h2>{"".join(figures) or "<p>No plots in this run folder (run numlp plot).</p>"}
 <h2>Configuration</h2><pre>{html.escape(config_text)}</pre>
 <script>
@@ -338,6 +348,37 @@ window.addEventListener("load", () => {{
     out = Path(out) if out else run / "report.html"
     atomic_write_text(out, page)
     return out
+
+
+def _describe(model, header: dict) -> str:
+    if isinstance(model, Committee):
+        widths = ", ".join(describe_widths(m) for m in model.members)
+        return f"a committee of {len(model.members)} members ({widths}) averaging probabilities"
+    return " → ".join(layer["type"] for layer in header["model"]["layers"])
+
+
+def _epoch_table(epoch_rows: str) -> str:
+    return (
+        "<h2>Per epoch</h2><table><tr><th>epoch</th><th>loss</th><th>accuracy</th>"
+        "<th>val loss</th><th>val accuracy</th><th>lr</th><th>seconds</th></tr>"
+        f"{epoch_rows}</table>"
+    )
+
+
+def _members_table(header: dict) -> str:
+    rows = "".join(
+        f"<tr><td>{i}</td>"
+        + "".join(
+            f"<td>{html.escape(_fmt(member.get('training', {}).get(key)))}</td>"
+            for key in ("epochs", "seconds", "val_accuracy", "test_accuracy")
+        )
+        + "</tr>"
+        for i, member in enumerate(header["members"])
+    )
+    return (
+        "<h2>Members</h2><table><tr><th>member</th><th>epochs</th><th>seconds</th>"
+        f"<th>val accuracy</th><th>test accuracy</th></tr>{rows}</table>"
+    )
 
 
 def _fmt(value) -> str:

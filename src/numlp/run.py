@@ -23,8 +23,8 @@ from numlp.atomic import atomic_write_text
 from numlp.checkpoint import Checkpoint, load_checkpoint
 from numlp.config import TrainConfig, to_toml
 from numlp.data.datasets import Dataset, load_dataset
-from numlp.io import save_model
-from numlp.losses import MSE, BCEWithLogits, Loss, SoftmaxCrossEntropy, check_labels
+from numlp.io import load_model, save_model
+from numlp.losses import MSE, BCEWithLogits, Distillation, Loss, SoftmaxCrossEntropy, check_labels
 from numlp.model import Sequential, mlp
 from numlp.optim import SGD, Optimizer, make_optimizer
 from numlp.rundir import claim_run_dir
@@ -70,8 +70,18 @@ def evaluation_loss(settings: dict | None) -> Loss | None:
     return {"mse": MSE, "bce": BCEWithLogits}.get(name, lambda: None)()
 
 
-def make_loss(config: TrainConfig) -> Loss:
-    """The loss ``config`` names (cross-entropy with its label smoothing, MSE or BCE)."""
+def make_loss(config: TrainConfig, teacher=None) -> Loss:
+    """The loss ``config`` names (cross-entropy with its label smoothing, MSE or BCE), or the
+    distillation from ``teacher`` (a model or committee) when ``config.teacher`` names one."""
+    if config.teacher:
+        if teacher is None:
+            raise ValueError(f"config names the teacher {config.teacher} but none was loaded")
+        return Distillation(
+            teacher.predict_proba,
+            config.distill_temperature,
+            config.distill_weight,
+            config.label_smoothing,
+        )
     if config.loss == "mse":
         return MSE()
     if config.loss == "bce":
@@ -134,6 +144,7 @@ class Prepared:
     data: Dataset
     x_train: np.ndarray
     x_test: np.ndarray
+    teacher: object = None  # the model or committee distilled from (config.teacher)
 
 
 def default_run_dir(dataset: str) -> Path:
@@ -183,6 +194,11 @@ def run_training(
     alone): the summary and the model's header then carry no test figures.
     """
     config.validate()
+    if config.members > 1:
+        raise ValueError(
+            f"members = {config.members} asks for a committee: train it with "
+            "numlp.ensemble.train_committee (numlp train --members N)"
+        )
     stream = stream or sys.stdout
     out = out or default_run_dir(config.dataset)
     with claim_run_dir(out, overwrite=overwrite, resume=resume) as claim:
@@ -217,7 +233,28 @@ def _prepare(config, out: Path, resume: bool, data_dir, download, progress) -> P
         model = build_model(config, x_train.shape[1:], len(data.class_names))
         optimizer = make_optimizer_for(config, model)
     _check_splits(model, data)
-    return Prepared(model, optimizer, state, data, x_train, x_test)
+    teacher = load_teacher(config, model) if config.teacher else None
+    return Prepared(model, optimizer, state, data, x_train, x_test, teacher)
+
+
+def load_teacher(config: TrainConfig, model: Sequential):
+    """The model or committee file ``config.teacher`` names, checked to take the same inputs
+    (shape and pixel scaling) and name as many classes as ``model``."""
+    teacher, header = load_model(config.teacher)
+    own = preprocess.scaling(config.input_scale, config.input_shift)
+    if (header.get("preprocessing") or {}) != own:
+        raise ValueError(
+            f"teacher {config.teacher}: it was trained on pixels scaled as "
+            f"{header.get('preprocessing')}, this run feeds {own}: set input_scale and "
+            "input_shift as the teacher's"
+        )
+    if tuple(teacher.input_shape) != tuple(model.input_shape) or teacher.classes != model.classes:
+        raise ValueError(
+            f"teacher {config.teacher} takes {tuple(teacher.input_shape)} and gives "
+            f"{teacher.classes} classes; this model takes {tuple(model.input_shape)} and gives "
+            f"{model.classes}"
+        )
+    return teacher
 
 
 def _check_splits(model: Sequential, data: Dataset) -> None:
@@ -276,7 +313,7 @@ def _fit_and_save(
     """Fit, score the test set once (if asked), save ``model.npz``; the final line goes to
     ``stream``."""
     model, data = prepared.model, prepared.data
-    loss = make_loss(config)
+    loss = make_loss(config, prepared.teacher)
     # The watcher first: the checkpoint, the metrics file and the log all see its figures.
     watch = [TestWatcher(prepared.x_test, data.y_test, loss)] if config.watch_test else []
     checkpoint = Checkpoint(out / "checkpoint.npz", **_metadata(config, data), config=config.flat())
@@ -333,9 +370,14 @@ def _summary(config, model, loss, prepared: Prepared, records, seconds: float, s
     test = model.evaluate(prepared.x_test, y_test, loss=loss)
     summary.update(test_loss=test["loss"], test_accuracy=test.get("accuracy"))
     if config.loss == "cross_entropy":  # what `numlp evaluate` reports: no label smoothing
-        plain = model.evaluate(prepared.x_test, y_test) if config.label_smoothing else test
+        plain = test if plain_loss(config) else model.evaluate(prepared.x_test, y_test)
         summary["test_cross_entropy"] = plain["loss"]
     return summary
+
+
+def plain_loss(config: TrainConfig) -> bool:
+    """Whether the training loss is the plain cross-entropy ``numlp evaluate`` reports."""
+    return config.loss == "cross_entropy" and not config.label_smoothing and not config.teacher
 
 
 def _last_line(config: TrainConfig, summary: dict, path: Path) -> str:
@@ -350,10 +392,11 @@ def _last_line(config: TrainConfig, summary: dict, path: Path) -> str:
         loss_words = f"{LOSS_WORDS[config.loss]} {summary['test_loss']:.4f}"
     else:
         loss_words = f"cross-entropy {summary['test_cross_entropy']:.4f}"
-    if config.label_smoothing:
+    if config.loss == "cross_entropy" and not plain_loss(config):
+        trained = "distillation" if config.teacher else "label smoothing"
         loss_words += (
-            f", as numlp evaluate reports it; training loss with label smoothing "
-            f"{config.label_smoothing:g}: {summary['test_loss']:.4f}"
+            f", as numlp evaluate reports it; training loss with {trained}: "
+            f"{summary['test_loss']:.4f}"
         )
     return (
         f"test accuracy {summary['test_accuracy']:.2%} ({loss_words}) after "

@@ -97,6 +97,8 @@ def create_app(model, header: dict, max_bytes: int = MAX_BYTES, pool: PicturePoo
                 "input_shape": list(model.input_shape or []),
                 "class_names": names,
                 "layers": header.get("model", {}).get("layers"),
+                "members": [m.get("model", {}).get("layers") for m in header.get("members", [])]
+                or None,
                 "preprocessing": spec,
                 "training": {
                     k: v for k, v in (header.get("training") or {}).items() if k != "config"

@@ -1,4 +1,5 @@
-"""Commands on a model file: ``evaluate``, ``predict``, ``export``, ``serve``."""
+"""Commands on a model (or committee) file: ``evaluate``, ``predict``, ``export``, ``serve``,
+and ``ensemble``, which makes a committee of several."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def add_commands(commands) -> None:
         help="score a model on its dataset's test set",
         description="Loss, accuracy, per-class precision/recall/F1 and the confusion matrix.",
     )
-    evaluate.add_argument("model", type=Path, help="a model.npz")
+    evaluate.add_argument("model", type=Path, help="a model.npz (or a committee's)")
     evaluate.add_argument(
         "--dataset",
         help=f"{', '.join(DATASETS)} or an imported dataset (default: the model's own)",
@@ -47,13 +48,32 @@ def add_commands(commands) -> None:
         "export",
         help="export a model to ONNX",
         description="Write MODEL as ONNX (needs: pip install 'numlp[onnx]'). Class names and "
-        "preprocessing go into the ONNX metadata; Dropout is dropped, BatchNorm exported.",
+        "preprocessing go into the ONNX metadata; Dropout is dropped, BatchNorm exported. A "
+        "committee becomes one graph that averages its members' probabilities.",
     )
     export.add_argument("model", type=Path)
     export.add_argument("--onnx", type=Path, required=True, metavar="OUT", help="output .onnx")
     export.add_argument("--softmax", action="store_true", help="output probabilities, not logits")
     export.add_argument("--opset", type=int, default=17)
     export.set_defaults(handler=cmd_export)
+
+    ensemble = commands.add_parser(
+        "ensemble",
+        help="join trained models into a committee that averages their probabilities",
+        description="Join run folders (or model files; a committee gives its members) into one "
+        "committee file, score it once on the test set and save it. The models must take the "
+        "same input and name the same classes of the same dataset. The committee works with "
+        "evaluate, predict, serve, report and export like a single model. To train one: "
+        "numlp train --members N.",
+    )
+    ensemble.add_argument("runs", type=Path, nargs="+", metavar="RUN")
+    ensemble.add_argument(
+        "--out", type=Path, required=True, help="committee.npz, or a folder for its model.npz"
+    )
+    ensemble.add_argument("--data-dir", type=Path)
+    ensemble.add_argument("--no-download", action="store_true")
+    ensemble.add_argument("--overwrite", action="store_true", help="replace an existing file")
+    ensemble.set_defaults(handler=cmd_ensemble)
 
     serve = commands.add_parser(
         "serve",
@@ -71,6 +91,7 @@ def add_commands(commands) -> None:
 
 def cmd_evaluate(args) -> int:
     from numlp.checks import as_model_input
+    from numlp.committee import Committee
     from numlp.io import load_model
     from numlp.losses import BCEWithLogits
     from numlp.metrics import confusion_matrix, format_report, per_class_scores
@@ -83,8 +104,11 @@ def cmd_evaluate(args) -> int:
     except ValueError as err:
         raise CLIError(f"{args.model}: {err}") from None
     settings = header.get("training", {}).get("config")
-    loss = evaluation_loss(settings) or model.default_loss()
-    scores = model.evaluate(x, y, loss=loss)
+    if isinstance(model, Committee):  # the cross-entropy of its mean probabilities
+        loss, scores = None, model.evaluate(x, y)
+    else:
+        loss = evaluation_loss(settings) or model.default_loss()
+        scores = model.evaluate(x, y, loss=loss)
     cm = confusion_matrix(y, model.predict(x), model.classes)
     names = header.get("class_names") or data.class_names
     if args.json:
@@ -149,6 +173,19 @@ def cmd_export(args) -> int:
     metadata = {k: header[k] for k in ("class_names", "preprocessing", "dataset") if k in header}
     path = export_onnx(model, args.onnx, metadata, softmax=args.softmax, opset=args.opset)
     print(f"wrote {path}")
+    return 0
+
+
+def cmd_ensemble(args) -> int:
+    from numlp.ensemble import build_ensemble, summary_line
+
+    if len(args.runs) < 2:
+        raise CLIError("a committee needs at least two runs or model files")
+    target = args.out if args.out.suffix == ".npz" else args.out / "model.npz"
+    if target.exists() and not args.overwrite:
+        raise CLIError(f"{target} exists; choose another --out or pass --overwrite")
+    summary = build_ensemble(args.runs, args.out, args.data_dir, not args.no_download)
+    print(summary_line(summary))
     return 0
 
 

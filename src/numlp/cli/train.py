@@ -104,26 +104,45 @@ def cmd_train(args) -> int:
     else:
         config = base_config(args.preset, args.config).updated(**overrides)
         out = args.out
+    options = dict(
+        data_dir=args.data_dir,
+        download=not args.no_download,
+        overwrite=args.overwrite,
+        progress=download_progress(),
+        resume=bool(args.resume),
+        quiet=args.quiet,
+        threads=parse_threads(args.threads),
+        progress_bar=sys.stderr.isatty(),
+    )
     try:
-        run_training(
-            config,
-            out,
-            data_dir=args.data_dir,
-            download=not args.no_download,
-            overwrite=args.overwrite,
-            progress=download_progress(),
-            resume=bool(args.resume),
-            quiet=args.quiet,
-            threads=parse_threads(args.threads),
-            progress_bar=sys.stderr.isatty(),
-            on_finish=None if args.no_plots else partial(_plots_after_training, args=args),
-        )
+        if config.members > 1:
+            _train_committee(config, out, options, args)
+        else:
+            plots = None if args.no_plots else partial(_plots_after_training, args=args)
+            run_training(config, out, on_finish=plots, **options)
     except TrainingInterrupted as stop:
         print(f"numlp: {stop}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except TrainingDiverged as err:
         raise CLIError(f"training diverged: {err}") from None
     return 0
+
+
+def _train_committee(config, out, options: dict, args) -> None:
+    """``--members N``: N runs in OUT/members/, joined into the committee OUT/model.npz."""
+    from numlp.ensemble import train_committee
+    from numlp.report import PlotsUnavailable, make_run_plots
+
+    summary = train_committee(config, out, **options)
+    if args.no_plots:
+        return
+    try:
+        paths = make_run_plots(Path(summary["model_path"]).parent, args.data_dir)
+    except PlotsUnavailable as err:
+        print(f"no plots: {err}", file=sys.stderr)
+        return
+    if not args.quiet:
+        print(f"plots: {', '.join(p.name for p in paths.values())}")
 
 
 def _plots_after_training(out: Path, trained, args) -> None:

@@ -249,6 +249,7 @@ def train_step(
     changes. ``xb`` must be checked already (``fit`` checks the whole set once). ``fused``:
     the loss has the model's last layer built in and takes that layer's input."""
     head = {"head": False} if fused else {}
+    loss.see_inputs(xb)
     outputs = model.forward(xb, training=True, checked=True, **head)
     batch_loss = loss.forward(outputs, yb)
     advice = (
