@@ -1,6 +1,7 @@
 """numlp: multilayer perceptrons from scratch in NumPy, readable, verified and fast."""
 
 from numlp._version import __version__
+from numlp.committee import Committee
 from numlp.layers import (
     GELU,
     BatchNorm,
@@ -15,7 +16,7 @@ from numlp.layers import (
     Softmax,
     Tanh,
 )
-from numlp.losses import MSE, BCEWithLogits, Loss, SoftmaxCrossEntropy
+from numlp.losses import MSE, BCEWithLogits, Distillation, Loss, SoftmaxCrossEntropy
 from numlp.model import Sequential
 from numlp.optim import SGD, Adam, AdamW, Optimizer
 from numlp.train import Callback, EarlyStopping, History, TrainingDiverged
@@ -29,7 +30,9 @@ __all__ = [
     "BCEWithLogits",
     "BatchNorm",
     "Callback",
+    "Committee",
     "Dense",
+    "Distillation",
     "Dropout",
     "EarlyStopping",
     "Flatten",

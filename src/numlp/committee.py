@@ -9,6 +9,8 @@ way). It behaves like a model where one is used, not trained: ``predict_proba``,
 
 from __future__ import annotations
 
+import html
+
 import numpy as np
 
 from numlp.checks import check_inputs
@@ -28,7 +30,10 @@ class Committee:
         a softmax head; a sigmoid head's per-class probabilities do not sum to 1 and are
         refused).
 
-    Raises ValueError naming the member that does not fit.
+    Raises
+    ------
+    ValueError
+        Naming the member that does not fit.
     """
 
     def __init__(self, members):
@@ -95,6 +100,10 @@ class Committee:
 
     def __repr__(self) -> str:
         return f"Committee({len(self.members)} members)"
+
+    def _repr_html_(self) -> str:
+        """What Jupyter shows for a committee: its :meth:`summary`."""
+        return f"<pre>{html.escape(self.summary())}</pre>"
 
 
 def check_member(member, index: int) -> None:

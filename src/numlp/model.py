@@ -7,6 +7,7 @@ It feels like Keras and scikit-learn (``fit``, ``evaluate``, ``predict``, ``pred
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
@@ -45,8 +46,11 @@ class Sequential:
     dtype : numpy dtype
         Parameter dtype, float32 by default (use :meth:`astype` for float64 checks).
 
-    The layer sizes are checked against each other here, so a mismatch is a ``ValueError``
-    naming both layers before anything runs.
+    Raises
+    ------
+    ValueError
+        When the layer sizes do not fit each other (checked here, before anything runs),
+        naming both layers.
     """
 
     def __init__(self, layers, input_shape=None, seed: int | None = None, dtype=np.float32):
@@ -278,6 +282,10 @@ class Sequential:
     def __repr__(self) -> str:
         inner = ",\n".join(f"    {layer!r}" for layer in self.layers)
         return f"Sequential([\n{inner}\n])"
+
+    def _repr_html_(self) -> str:
+        """What Jupyter shows for a model: its :meth:`summary` table."""
+        return f"<pre>{html.escape(self.summary())}</pre>"
 
     # -- state, for numlp.io -----------------------------------------------------------------
 

@@ -1,13 +1,35 @@
 """A live progress bar per epoch (tqdm): images/s, ETA and the running loss.
 
-Used by ``numlp train`` on a terminal; in logs and CI (no TTY) only the one plain line per
-epoch of :class:`numlp.train.EpochLogger` is written. tqdm is an optional extra
+Used by ``numlp train`` on a terminal, and in Jupyter as
+``fit(..., callbacks=[ProgressBar()])`` (a notebook widget there when ipywidgets is installed);
+in logs and CI (no TTY) only the one plain line per epoch of
+:class:`numlp.train.EpochLogger` is written. tqdm is an optional extra
 (``pip install numlp[progress]``); without it there is no bar, only the lines.
 """
 
 from __future__ import annotations
 
 from numlp.train import Callback
+
+
+def in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel that can show widgets (ipywidgets installed)."""
+    try:
+        import ipywidgets  # noqa: F401
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def tqdm_class():
+    """tqdm's notebook bar in Jupyter (a widget), its text bar elsewhere."""
+    if in_notebook():
+        from tqdm.notebook import tqdm
+    else:
+        from tqdm import tqdm
+    return tqdm
 
 
 def tqdm_available() -> bool:
@@ -35,9 +57,7 @@ class ProgressBar(Callback):
         self.samples = context.samples
 
     def on_epoch_begin(self, epoch):
-        from tqdm import tqdm
-
-        self.bar = tqdm(
+        self.bar = tqdm_class()(
             total=self.samples,
             desc=f"epoch {epoch}/{self.epochs}",
             unit="img",

@@ -36,6 +36,28 @@ class History:
         last = self.records[-1] if self.records else {}
         return f"History(epochs={len(self)}, last={last})"
 
+    def plot(self, keys=("loss", "accuracy")):
+        """Training and validation curves per epoch, one panel per key; returns the matplotlib
+        figure (shown inline in Jupyter). Needs matplotlib (``pip install numlp[plots]``)."""
+        try:
+            import matplotlib.pyplot as plt
+        except ImportError:
+            raise ImportError("History.plot needs matplotlib: pip install 'numlp[plots]'") from None
+        fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5), squeeze=False)
+        epochs = self["epoch"] if "epoch" in self.history else list(range(1, len(self) + 1))
+        for ax, key in zip(axes[0], keys):
+            for prefix, label in (("", "train"), ("val_", "validation")):
+                values = self.history.get(prefix + key)
+                if values and any(v is not None for v in values):
+                    ax.plot(epochs, values, marker="o", label=label)
+            ax.set_xlabel("epoch")
+            ax.set_ylabel(key)
+            ax.grid(alpha=0.3)
+            if ax.lines:
+                ax.legend()
+        fig.tight_layout()
+        return fig
+
 
 @dataclass
 class TrainingContext:
