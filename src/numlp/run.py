@@ -393,7 +393,9 @@ def _last_line(config: TrainConfig, summary: dict, path: Path) -> str:
     else:
         loss_words = f"cross-entropy {summary['test_cross_entropy']:.4f}"
     if config.loss == "cross_entropy" and not plain_loss(config):
-        trained = "distillation" if config.teacher else "label smoothing"
+        trained = f"label smoothing {config.label_smoothing:g}"
+        if config.teacher:
+            trained = "distillation"
         loss_words += (
             f", as numlp evaluate reports it; training loss with {trained}: "
             f"{summary['test_loss']:.4f}"
