@@ -79,3 +79,17 @@ def test_time_to_99_benchmark_runs_one_numlp_epoch(mnist_path):
     ((seconds, accuracy),) = result["marks"]
     assert seconds > 0 and 0.9 < accuracy < 1 and result["seconds_to_99"] is None
     assert set(result["parts"]) == {"forward_backward", "optimizer", "distortions"}
+
+
+def test_committees_benchmark_trains_members_joins_them_and_distils(small_data, tmp_path):
+    result = run("committees.py", "--preset", "fast", "--epochs", 1, "--hidden", "16",
+                 "--committees", 2, "--members", 2, "--students", 7, "--jobs", 2,
+                 "--data-dir", small_data.parent, "--out", tmp_path)  # fmt: skip
+    assert [m["seed"] for m in result["members"]] == [0, 1, 2, 3]
+    assert [c["seeds"] for c in result["committees"]] == [[0, 1], [2, 3]]
+    assert 0.3 < result["committee_test_accuracy"]["mean"] <= 1
+    assert result["students"][0]["seed"] == 7 and result["members_wall_seconds"] > 0
+    again = run("committees.py", "--preset", "fast", "--epochs", 1, "--hidden", "16",
+                "--committees", 2, "--members", 2, "--data-dir", small_data.parent,
+                "--out", tmp_path, "--reuse")  # fmt: skip
+    assert again["committees"] == result["committees"] and again["members_wall_seconds"] is None

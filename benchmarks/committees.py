@@ -1,0 +1,139 @@
+"""Committees of a preset's models and students distilled from one: the committee rows of
+README's presets table.
+
+    python benchmarks/committees.py --preset best --committees 2 --members 5 --students 10 11 12 \
+        --jobs 2 --out bench-committees --json benchmarks/results/committees-DATE.json
+    python benchmarks/committees.py --preset fashion --committees 2 --members 5 --jobs 2 \
+        --out bench-fashion --json ...
+    python benchmarks/committees.py --epochs 1 --hidden 16 --committees 1 --members 2 \
+        --students 5 --out /tmp/x                                       # a smoke run
+
+Members are ``numlp train --preset P --seed S --threads 1`` runs, ``--jobs`` at a time (on two
+cores two one-thread runs train faster than one two-thread run); committee ``c`` takes seeds
+``c*members`` to ``c*members + members - 1``, so committees never share a member. They are
+joined by ``numlp ensemble``, which scores each committee on the test set once. Students train
+the same preset with ``--teacher`` the first committee, from seeds of their own. With
+``--reuse`` finished runs in ``--out`` are kept, so an interrupted benchmark goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+
+def numlp(*args) -> None:
+    done = subprocess.run([sys.executable, "-m", "numlp", *map(str, args)], capture_output=True,
+                          text=True)  # fmt: skip
+    if done.returncode:
+        raise SystemExit(f"numlp {' '.join(map(str, args))}: {done.stderr.strip()}")
+
+
+def header(model: Path) -> dict:
+    import numpy as np
+
+    return json.loads(np.load(model)["__header__"].tobytes())
+
+
+TRAINED = []  # the runs this invocation trained (not reused): its wall time is theirs
+
+
+def train(out: Path, seed: int, args, *extra) -> dict:
+    """One run (skipped when ``--reuse`` finds it finished); its figures."""
+    if not (args.reuse and (out / "model.npz").is_file()):
+        TRAINED.append(out)
+        argv = ["train", "--preset", args.preset, "--seed", seed, "--threads", 1, "--out", out,
+                "--overwrite", "--quiet", "--no-plots", *extra]  # fmt: skip
+        for flag in ("epochs", "hidden", "data_dir"):
+            if getattr(args, flag) is not None:
+                argv += ["--" + flag.replace("_", "-"), getattr(args, flag)]
+        numlp(*argv)
+    training = header(out / "model.npz")["training"]
+    return {key: training.get(key) for key in
+            ("epochs", "seconds", "val_accuracy", "test_accuracy")} | {"seed": seed}  # fmt: skip
+
+
+def spread(values: list[float]) -> dict:
+    return {
+        "mean": statistics.fmean(values),
+        "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+        "min": min(values),
+        "max": max(values),
+    }
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="best")
+    parser.add_argument("--committees", type=int, default=2)
+    parser.add_argument("--members", type=int, default=5)
+    parser.add_argument("--students", type=int, nargs="*", default=[], help="their seeds")
+    parser.add_argument("--temperature", type=float, default=4.0)
+    parser.add_argument("--weight", type=float, default=0.7, help="on the teacher's targets")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, help="override the preset's (smoke runs)")
+    parser.add_argument("--hidden", help="override the preset's widths (smoke runs)")
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--out", type=Path, default=Path("bench-committees"))
+    parser.add_argument("--reuse", action="store_true", help="keep finished runs in --out")
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+
+    started = time.perf_counter()
+    seeds = range(args.committees * args.members)
+    with ThreadPoolExecutor(args.jobs) as pool:
+        members = list(pool.map(lambda s: train(args.out / f"member-s{s}", s, args), seeds))
+    members_wall = time.perf_counter() - started
+    committees = []
+    for c in range(args.committees):
+        chosen = members[c * args.members : (c + 1) * args.members]
+        out = args.out / f"committee-{c}"
+        if not (args.reuse and (out / "model.npz").is_file()):
+            runs = [args.out / f"member-s{m['seed']}" for m in chosen]
+            extra = ["--data-dir", args.data_dir] if args.data_dir else []
+            numlp("ensemble", *runs, "--out", out, "--overwrite", *extra)
+        training = header(out / "model.npz")["training"]
+        committees.append({
+            "seeds": [m["seed"] for m in chosen],
+            "test_accuracy": training["test_accuracy"],
+            "members_test_accuracy": [m["test_accuracy"] for m in chosen],
+            "member_seconds": sum(m["seconds"] for m in chosen),
+        })  # fmt: skip
+    teacher = args.out / "committee-0" / "model.npz"
+    distil = ["--teacher", teacher.resolve(), "--distill-temperature", args.temperature,
+              "--distill-weight", args.weight]  # fmt: skip
+    with ThreadPoolExecutor(args.jobs) as pool:
+        students = list(pool.map(
+            lambda s: train(args.out / f"student-s{s}", s, args, *distil), args.students
+        ))  # fmt: skip
+    result = {
+        "command": "python benchmarks/committees.py "
+        + " ".join(sys.argv[1:] if argv is None else argv),  # fmt: skip
+        "preset": args.preset,
+        "members": members,
+        "member_test_accuracy": spread([m["test_accuracy"] for m in members]),
+        # None when every member was reused: then the wall time was not measured here
+        "members_wall_seconds": round(members_wall, 1) if TRAINED else None,
+        "committees": committees,
+        "committee_test_accuracy": spread([c["test_accuracy"] for c in committees]),
+        "students": students,
+        "distillation": {"temperature": args.temperature, "weight": args.weight},
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    if students:
+        result["student_test_accuracy"] = spread([s["test_accuracy"] for s in students])
+    text = json.dumps(result, indent=2)
+    if args.json:
+        args.json.write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
