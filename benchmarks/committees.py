@@ -83,6 +83,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", type=Path, default=Path("bench-committees"))
     parser.add_argument("--reuse", action="store_true", help="keep finished runs in --out")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--note", help="how reused runs were made, kept in the JSON")
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
@@ -126,6 +127,8 @@ def main(argv=None) -> int:
         "distillation": {"temperature": args.temperature, "weight": args.weight},
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
+    if args.note:
+        result["note"] = args.note
     if students:
         result["student_test_accuracy"] = spread([s["test_accuracy"] for s in students])
     text = json.dumps(result, indent=2)
