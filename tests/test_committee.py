@@ -272,5 +272,8 @@ def test_a_distilled_student_learns_from_a_committee_file(small_data, tmp_path, 
     with pytest.raises(ValueError, match="set input_scale and input_shift as the teacher's"):
         run_training(centred, tmp_path / "centred", **options)
     assert not (tmp_path / "centred").exists()
+    with pytest.raises(ValueError, match=r"teacher: .*missing.npz: no such model file"):
+        missing = student.updated(teacher=str(tmp_path / "missing.npz"))
+        run_training(missing, tmp_path / "m", **options)
     with pytest.raises(ValueError, match="distillation trains logits"):
         student.updated(output="softmax")

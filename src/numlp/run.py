@@ -240,7 +240,10 @@ def _prepare(config, out: Path, resume: bool, data_dir, download, progress) -> P
 def load_teacher(config: TrainConfig, model: Sequential):
     """The model or committee file ``config.teacher`` names, checked to take the same inputs
     (shape and pixel scaling) and name as many classes as ``model``."""
-    teacher, header = load_model(config.teacher)
+    try:
+        teacher, header = load_model(config.teacher)
+    except ValueError as err:  # the file's own one-line reason, said to be the teacher's
+        raise ValueError(f"teacher: {err}") from None
     own = preprocess.scaling(config.input_scale, config.input_shift)
     if (header.get("preprocessing") or {}) != own:
         raise ValueError(
