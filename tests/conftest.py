@@ -1,7 +1,9 @@
 """Shared fixtures: where the real MNIST files are (``$NUMLP_DATA`` or ``../shared/data/mnist``)."""
 
+import contextlib
 import gzip
 import os
+import shutil
 import signal
 from pathlib import Path
 
@@ -141,3 +143,21 @@ class InterruptAt(Callback):
     def on_batch_end(self, step, logs):
         if step == self.step:
             os.kill(os.getpid(), signal.SIGINT)
+
+
+@contextlib.contextmanager
+def chromium():
+    """Debian's headless Chromium driven by Playwright (the test is skipped, saying why,
+    without them)."""
+    playwright = pytest.importorskip("playwright.sync_api")
+    browser_path = shutil.which("chromium")
+    if browser_path is None:
+        pytest.skip("Chromium is not installed (Debian package chromium; .ci/run installs it)")
+    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking"]
+    flags += ["--disable-component-update", "--disable-sync"]
+    with playwright.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=browser_path, headless=True, args=flags)
+        try:
+            yield browser
+        finally:
+            browser.close()

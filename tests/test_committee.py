@@ -5,6 +5,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import InterruptAt, finish, start
 
 from numlp import Dense, Flatten, ReLU, Sequential, Sigmoid, Softmax, Tanh
 from numlp.committee import Committee
@@ -12,7 +13,6 @@ from numlp.gradcheck import check_loss
 from numlp.io import ModelFileError, load_model, save_committee, save_model
 from numlp.layers import softmax
 from numlp.losses import Distillation, SoftmaxCrossEntropy
-from tests.conftest import InterruptAt, finish, start
 
 
 def tiny(hidden=8, classes=4, seed=0, head=None, input_shape=(3, 3)):

@@ -4,7 +4,6 @@ headless Chromium: every page loads without a console error or a failed request,
 decodes, every internal link resolves, and the search finds "Dense". Also what the notebooks
 lean on: ``History.plot``, a model's summary in Jupyter, the notebook progress bar."""
 
-import contextlib
 import functools
 import http.server
 import os
@@ -17,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = sorted((ROOT / "docs" / "tutorials").glob("*.py"))
@@ -58,24 +58,6 @@ class QuietHandler(http.server.SimpleHTTPRequestHandler):
 class QuietServer(http.server.ThreadingHTTPServer):
     def handle_error(self, request, client_address):
         pass  # a browser that moves on drops connections mid-answer: not the site's fault
-
-
-@contextlib.contextmanager
-def chromium():
-    """Debian's headless Chromium driven by Playwright (skipped, saying why, without them)."""
-    import shutil
-
-    playwright = pytest.importorskip("playwright.sync_api")
-    path = shutil.which("chromium")
-    if path is None:
-        pytest.skip("Chromium is not installed (Debian package chromium; .ci/run installs it)")
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, headless=True, args=flags)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def watch(page, problems: list) -> None:

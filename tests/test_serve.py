@@ -1,10 +1,8 @@
 """numlp serve: endpoints and bad input (in process), then a real server driven by Chromium
 (Playwright draws with the mouse) and a bounded load test from a second process."""
 
-import contextlib
 import io
 import json
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +11,7 @@ import urllib.request
 
 import numpy as np
 import pytest
+from conftest import chromium
 
 pytest.importorskip("starlette")
 pytest.importorskip("PIL")
@@ -162,23 +161,6 @@ def stop_server(process) -> str:
     process.terminate()
     _, err = process.communicate(timeout=10)
     return err
-
-
-@contextlib.contextmanager
-def chromium():
-    """Debian's headless Chromium driven by Playwright (the test is skipped without them)."""
-    playwright = pytest.importorskip("playwright.sync_api")
-    browser_path = shutil.which("chromium")
-    if browser_path is None:
-        pytest.skip("Chromium is not installed (Debian package chromium; .ci/run installs it)")
-    flags = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--disable-background-networking"]
-    flags += ["--disable-component-update", "--disable-sync"]
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=browser_path, headless=True, args=flags)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 @pytest.fixture(scope="module")
