@@ -27,6 +27,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from neighbours import emit
+
 
 def numlp(*args) -> None:
     done = subprocess.run([sys.executable, "-m", "numlp", *map(str, args)], capture_output=True,
@@ -131,10 +133,7 @@ def main(argv=None) -> int:
         result["note"] = args.note
     if students:
         result["student_test_accuracy"] = spread([s["test_accuracy"] for s in students])
-    text = json.dumps(result, indent=2)
-    if args.json:
-        args.json.write_text(text + "\n")
-    print(text)
+    emit(result, args.json)
     return 0
 
 
