@@ -211,6 +211,13 @@ def test_ensemble_evaluate_predict_and_report_from_the_command_line(small_data, 
     status, _, err = finish(start("ensemble", runs[0], other, "--out", tmp_path / "x.npz"))
     assert status == 2 and "its dataset 'fashion-mnist' differs" in err
     assert "Traceback" not in err and not (tmp_path / "x.npz").exists()
+    # one run is no committee; an existing committee file is kept without --overwrite
+    status, _, err = finish(start("ensemble", runs[0], "--out", tmp_path / "x.npz"))
+    assert status == 2 and "a committee needs at least 2 members, got 1" in err
+    before = (tmp_path / "c.npz").read_bytes()
+    status, _, err = finish(start("ensemble", *runs, "--out", tmp_path / "c.npz"))
+    assert status == 2 and "c.npz exists; choose another --out or pass --overwrite" in err
+    assert (tmp_path / "c.npz").read_bytes() == before
 
 
 def test_train_members_makes_a_committee_run_that_resumes_and_reports(small_data, tmp_path):

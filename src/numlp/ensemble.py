@@ -65,9 +65,7 @@ def gather(paths) -> tuple[Committee, dict, list[dict]]:
         else:
             members.append(model)
             training.append({**header.get("training", {}), "source": str(path)})
-    if shared is None:
-        raise ValueError("give at least two runs or model files to join into a committee")
-    committee = Committee(members)
+    committee = Committee(members)  # refuses fewer than two
     return committee, {k: v for k, v in shared.items() if v is not None}, training
 
 
@@ -92,16 +90,22 @@ def score_and_save(committee, metadata, training, out: Path, data_dir, download,
     return summary
 
 
-def build_ensemble(paths, out, data_dir=None, download: bool = True) -> dict:
+def build_ensemble(
+    paths, out, data_dir=None, download: bool = True, overwrite: bool = False
+) -> dict:
     """Join the models in ``paths`` into a committee saved at ``out`` (a ``.npz`` file, or a
-    folder that then holds ``model.npz``); returns its summary."""
-    committee, metadata, training = gather(paths)
+    folder that then holds ``model.npz``); returns its summary. An existing committee file is
+    replaced only with ``overwrite``, and only once the new one is scored."""
     out = Path(out)
-    if out.suffix != ".npz":
+    folder = out.suffix != ".npz"
+    target = out / "model.npz" if folder else out
+    if target.exists() and not overwrite:
+        raise ValueError(f"{target} exists; choose another --out or pass --overwrite")
+    committee, metadata, training = gather(paths)
+    if folder:
         out.mkdir(parents=True, exist_ok=True)
-        out = out / "model.npz"
-    summary = score_and_save(committee, metadata, training, out, data_dir, download)
-    return {**summary, "model_path": str(out)}
+    summary = score_and_save(committee, metadata, training, target, data_dir, download)
+    return {**summary, "model_path": str(target)}
 
 
 def member_folder(out: Path, index: int, seed: int) -> Path:

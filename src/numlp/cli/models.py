@@ -179,12 +179,9 @@ def cmd_export(args) -> int:
 def cmd_ensemble(args) -> int:
     from numlp.ensemble import build_ensemble, summary_line
 
-    if len(args.runs) < 2:
-        raise CLIError("a committee needs at least two runs or model files")
-    target = args.out if args.out.suffix == ".npz" else args.out / "model.npz"
-    if target.exists() and not args.overwrite:
-        raise CLIError(f"{target} exists; choose another --out or pass --overwrite")
-    summary = build_ensemble(args.runs, args.out, args.data_dir, not args.no_download)
+    summary = build_ensemble(
+        args.runs, args.out, args.data_dir, not args.no_download, overwrite=args.overwrite
+    )
     print(summary_line(summary))
     return 0
 
