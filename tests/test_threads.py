@@ -1,18 +1,27 @@
 """BLAS threads while training: a fixed count is applied and the original restored however
 training ends; the automatic count follows the cores other processes leave free."""
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
 
-from numlp import SGD, Dense, ReLU, Sequential, TrainingDiverged
-from numlp.threads import ThreadGovernor, cpu_count, parse_threads
+from numlp import SGD, Dense, Flatten, Layer, ReLU, Sequential, TrainingDiverged
+from numlp.threads import (
+    SMALL_BATCH_ROWS,
+    ThreadGovernor,
+    cpu_count,
+    parse_threads,
+    small_batch_threads,
+)
 
 threadpoolctl = pytest.importorskip("threadpoolctl")
+threadpool_limits = threadpoolctl.threadpool_limits
 
 
 def blas_threads() -> int:
@@ -121,3 +130,56 @@ def test_the_server_answers_on_one_blas_thread():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     pools = [p for p in json.loads(done.stdout) if p["user_api"] == "blas"]
     assert pools and all(pool["num_threads"] == 1 for pool in pools)
+
+
+class _Recorder(Layer):
+    """Passes its input on and records how many BLAS threads there were when it ran."""
+
+    def __init__(self):
+        self.seen: list[int] = []
+
+    def forward(self, x, training=False):
+        self.seen.append(blas_threads())
+        return x
+
+    def backward(self, grad_out):
+        return grad_out
+
+
+def _recording_model():
+    recorder = _Recorder()
+    model = Sequential([Flatten(), Dense(4, 8), recorder, ReLU(), Dense(8, 3)], (4,), seed=0)
+    return model, recorder
+
+
+def test_a_small_batch_is_predicted_on_one_blas_thread_and_the_count_is_put_back():
+    model, recorder = _recording_model()
+    rng = np.random.default_rng(0)
+    with threadpool_limits(2, user_api="blas"):
+        few = model.predict_proba(rng.random((SMALL_BATCH_ROWS, 4)))
+        assert recorder.seen == [1] and blas_threads() == 2
+        many = model.predict_proba(rng.random((SMALL_BATCH_ROWS + 1, 4)))
+        assert recorder.seen == [1, 2] and blas_threads() == 2
+        model.predict(rng.random((3, 4)))  # predict goes through predict_proba
+        assert recorder.seen == [1, 2, 1] and blas_threads() == 2
+    assert few.shape == (SMALL_BATCH_ROWS, 3) and many.shape == (SMALL_BATCH_ROWS + 1, 3)
+
+
+def test_the_small_batch_limit_nests_survives_errors_and_leaves_other_threads_alone():
+    with threadpool_limits(2, user_api="blas"):
+        with small_batch_threads(1):
+            with small_batch_threads(5):
+                assert blas_threads() == 1
+            assert blas_threads() == 1  # the inner block does not restore early
+        assert blas_threads() == 2
+        with pytest.raises(ZeroDivisionError):
+            with small_batch_threads(1):
+                raise ZeroDivisionError
+        assert blas_threads() == 2
+        with small_batch_threads(SMALL_BATCH_ROWS + 1):
+            assert blas_threads() == 2
+        seen = []
+        worker = threading.Thread(target=lambda: seen.append(small_batch_threads(1)))
+        worker.start()
+        worker.join()
+        assert seen and isinstance(seen[0], contextlib.nullcontext)  # set there, it is ignored

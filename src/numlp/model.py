@@ -27,6 +27,7 @@ from numlp.layers import (
     softmax,
 )
 from numlp.losses import BCEWithLogits, Loss, SoftmaxCrossEntropy
+from numlp.threads import small_batch_threads
 from numlp.train import Scorer, fit
 
 
@@ -211,6 +212,10 @@ class Sequential:
         probability head (a sigmoid head's are each class's own, not summing to 1), else the
         softmax of the logits; a single output gives ``[1 - p, p]``."""
         x = check_inputs(x, self.input_shape)
+        with small_batch_threads(len(x)):
+            return self._probabilities(x, batch_size)
+
+    def _probabilities(self, x, batch_size: int) -> np.ndarray:
         parts = []
         for start in range(0, len(x), batch_size):
             out = self.forward(x[start : start + batch_size], checked=True)
