@@ -93,3 +93,13 @@ def test_committees_benchmark_trains_members_joins_them_and_distils(small_data, 
                 "--committees", 2, "--members", 2, "--data-dir", small_data.parent,
                 "--out", tmp_path, "--reuse")  # fmt: skip
     assert again["committees"] == result["committees"] and again["members_wall_seconds"] is None
+
+
+def test_small_batches_benchmark_times_both_ways_quiet_and_busy():
+    pytest.importorskip("threadpoolctl")
+    result = run("small_batches.py", "--rows", "1", "65", "--calls", "3")
+    for condition in ("quiet", "busy"):
+        for rows in ("1", "65"):
+            ways = result[condition][rows]
+            assert set(ways) == {"numlp", "every core"}
+            assert all(way["median_us"] > 0 for way in ways.values())

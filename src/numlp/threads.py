@@ -11,8 +11,9 @@ original settings are restored when training ends, however it ends.
 
 Small batches are the other case: :func:`small_batch_threads` gives one BLAS thread to a batch
 of a few rows (``predict`` on a handful of images, a server's single answer). Measured here
-beside two busy loops, a 784-512-256-10 model's ``predict_proba`` on 32 rows took a median of
-0.30 ms either way, but its p99 was 59 ms on two threads against 4.7 ms on one.
+(``benchmarks/small_batches.py``) beside two busy loops, a 784-512-256-10 model's
+``predict_proba`` on 8 to 64 rows took a median of 31 to 46 ms on two threads against 0.45
+to 1.05 ms on one; on a quiet machine one thread costs at most 0.35 ms more (64 rows).
 
 Limiting threads at run time needs ``threadpoolctl`` (the ``speed`` extra); without it the
 automatic mode leaves BLAS as it is, and a fixed count is refused with how to get it.
@@ -135,7 +136,7 @@ class ThreadGovernor:
         return False
 
 
-SMALL_BATCH_ROWS = 64  # at most this many rows: one thread (quiet, 64 rows cost 0.14 ms more)
+SMALL_BATCH_ROWS = 64  # at most this many rows: one thread (benchmarks/small_batches.py)
 
 
 class _OneBlasThread:
