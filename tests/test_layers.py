@@ -115,6 +115,19 @@ def test_dropout_is_identity_at_inference_and_keeps_the_mean_in_training():
     assert out.dtype == np.float32
 
 
+@pytest.mark.parametrize("shape", [(256, 1024), (3, 7), (1, 1), (5, 3)])
+def test_dropout_masks_are_drawn_from_the_very_bits_earlier_versions_used(shape):
+    """Masks were once cut from rng.bytes: the same seed must drop the same units (seeded runs
+    and resumed checkpoints stay bit-identical), and leave the generator in the same state."""
+    p = 0.3
+    layer = Dropout(p, rng=np.random.default_rng(7))
+    out = layer.forward(np.ones(shape, dtype=np.float32), training=True)
+    old = np.random.default_rng(7)
+    bits = np.frombuffer(old.bytes(2 * out.size), dtype="<u2").reshape(shape)
+    np.testing.assert_array_equal(out == 0, bits < round(p * 65536))
+    assert layer.rng.bit_generator.state == old.bit_generator.state
+
+
 def test_sigmoid_is_finite_and_exact_at_extreme_inputs():
     x = np.array([-1e4, -50, 0, 50, 1e4])
     with np.errstate(over="raise"):
