@@ -9,6 +9,11 @@ process of its own, one at a time, quiet or beside two busy Python loops. Only 1
 every run is bounded in requests and seconds.
 
     python benchmarks/serve_load.py --model runs/NAME/model.npz --json serve.json
+    python benchmarks/serve_load.py --model M --loads png --rounds 5 --no-busy   # one question
+
+With ``--rounds N`` the servers take turns N times and each load reports the medians over
+the rounds (and every round's figures); closed-loop throughput is also compared round by
+round, numlp's requests/s over onnxruntime's, since the machine drifts between rounds.
 
 The peer, ``onnx``, is the very same Starlette app with onnxruntime computing the model's
 outputs from ``numlp export``'s ONNX file (needs the ``onnx`` extra and onnxruntime).
@@ -22,6 +27,7 @@ import io
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -197,12 +203,49 @@ def run_server(kind, model, onnx_path, plan, busy: bool) -> dict:
     return results
 
 
+def combine(rounds: list[dict]) -> dict:
+    """One server's loads over several rounds: medians of the rates and latencies, totals of
+    requests and errors, and every round's figures."""
+    combined = {}
+    for load in rounds[0]:
+        runs = [one[load] for one in rounds]
+        combined[load] = {
+            "requests": sum(run["requests"] for run in runs),
+            "errors": sum(run["errors"] for run in runs),
+            **{
+                key: statistics.median(run[key] for run in runs)
+                for key in ("per_second", "p50_ms", "p99_ms")
+            },
+            "rounds": {key: [run[key] for run in runs] for key in ("per_second", "p99_ms")},
+        }
+    return combined
+
+
+def throughput_ratios(rounds: dict) -> dict:
+    """numlp's closed-loop requests/s over onnxruntime's, round by round, and their median."""
+    ratios = {}
+    for load in rounds["numlp"][0]:
+        if load.endswith("as fast as answered"):
+            each = [
+                a[load]["per_second"] / b[load]["per_second"]
+                for a, b in zip(rounds["numlp"], rounds["onnx"])
+            ]
+            ratios[load] = {"median": statistics.median(each), "rounds": each}
+    return ratios
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, required=True, help="a numlp model.npz")
     parser.add_argument("--seconds", type=float, default=10, help="per load")
     parser.add_argument("--busy", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--servers", nargs="*", default=["numlp", "onnx"])
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="run the servers in turn this many times"
+    )
+    parser.add_argument(
+        "--loads", choices=["json", "png"], nargs="*", default=["json", "png"], help="workloads"
+    )
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
     onnx_path = None
@@ -219,14 +262,20 @@ def main() -> int:
         ("png", 1, 100, s), ("png", 8, 200, s), ("png", 32, 200, s), ("png", 32, 0, s),
     ]  # fmt: skip
     busy_plan = [("json", 8, 400, s), ("json", 32, 400, s), ("json", 32, 0, s), ("png", 8, 100, s)]
-    results = {"cpus": os.cpu_count(), "seconds_per_load": s}
+    results = {"cpus": os.cpu_count(), "seconds_per_load": s, "rounds": args.rounds}
     for busy, plan in ((False, quiet_plan), (True, busy_plan))[: 2 if args.busy else 1]:
-        for kind in args.servers:
-            condition = "busy" if busy else "quiet"
-            print(f"{condition}: {kind} ...", file=sys.stderr, flush=True)
-            results.setdefault(condition, {})[kind] = run_server(
-                kind, args.model, onnx_path, plan, busy
-            )
+        plan = [load for load in plan if load[0] in args.loads]
+        if not plan:
+            continue
+        condition = "busy" if busy else "quiet"
+        rounds = {kind: [] for kind in args.servers}
+        for number in range(args.rounds):  # servers alternate, one alive at a time
+            for kind in args.servers:
+                print(f"{condition}: {kind}, round {number + 1}", file=sys.stderr, flush=True)
+                rounds[kind].append(run_server(kind, args.model, onnx_path, plan, busy))
+        results[condition] = {kind: combine(each) for kind, each in rounds.items()}
+        if {"numlp", "onnx"} <= set(args.servers):
+            results[condition]["numlp_over_onnx_throughput"] = throughput_ratios(rounds)
     emit(results, args.json)
     return 0
 

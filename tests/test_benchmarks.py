@@ -48,6 +48,21 @@ def test_serve_load_benchmark_runs_both_servers(model_file):
         loads = result["quiet"][server]
         assert "json 32 clients as fast as answered" in loads and "png 8 clients 200/s" in loads
         assert all(load["errors"] == 0 and load["requests"] > 0 for load in loads.values())
+    assert result["quiet"]["numlp_over_onnx_throughput"]["png 32 clients as fast as answered"]
+
+
+def test_serve_load_benchmark_takes_turns_for_rounds_of_one_workload(model_file):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("starlette")
+    result = run(
+        "serve_load.py", "--model", model_file, "--seconds", "0.1", "--no-busy",
+        "--loads", "png", "--rounds", "2",
+    )  # fmt: skip
+    loads = result["quiet"]["numlp"]
+    assert all(load.startswith("png") for load in loads)
+    assert all(len(load["rounds"]["per_second"]) == 2 for load in loads.values())
+    ratio = result["quiet"]["numlp_over_onnx_throughput"]["png 32 clients as fast as answered"]
+    assert len(ratio["rounds"]) == 2 and ratio["median"] > 0
 
 
 def test_serve_pictures_benchmark_runs():
