@@ -269,8 +269,8 @@ def main() -> int:
             continue
         condition = "busy" if busy else "quiet"
         rounds = {kind: [] for kind in args.servers}
-        for number in range(args.rounds):  # servers alternate, one alive at a time
-            for kind in args.servers:
+        for number in range(args.rounds):  # servers alternate, one alive at a time,
+            for kind in args.servers[:: -1 if number % 2 else 1]:  # first one way, then back
                 print(f"{condition}: {kind}, round {number + 1}", file=sys.stderr, flush=True)
                 rounds[kind].append(run_server(kind, args.model, onnx_path, plan, busy))
         results[condition] = {kind: combine(each) for kind, each in rounds.items()}

@@ -196,6 +196,17 @@ def one(args) -> int:
     return 0
 
 
+def first_epoch_at(target: float, marks) -> int | None:
+    """The epoch (1, 2, ...) of the first test score at or above ``target``, or None."""
+    return next((i + 1 for i, (_, accuracy) in enumerate(marks) if accuracy >= target), None)
+
+
+def epoch_seconds(marks) -> list[float]:
+    """Each epoch's own seconds (training and its test score), from the cumulative clock."""
+    clock = [seconds for seconds, _ in marks]
+    return [b - a for a, b in zip([0.0, *clock], clock)]
+
+
 def compare(args) -> int:
     pythons = {"numlp": sys.executable, "torch": args.torch_python}
     runs = {"numlp": [], "torch": []}
@@ -216,6 +227,10 @@ def compare(args) -> int:
         summary[library] = {
             "seconds_to_99": times,
             "median": statistics.median(done) if len(done) == len(times) else None,
+            "epoch_of_99": [first_epoch_at(TARGET, r["marks"]) for r in results],
+            "epoch_seconds_median": statistics.median(
+                s for r in results for s in epoch_seconds(r["marks"])
+            ),
             "final_test_accuracy": [r["marks"][-1][1] for r in results],
             "parts_median": {
                 k: statistics.median(r["parts"][k] for r in results) for k in results[0]["parts"]
@@ -223,6 +238,10 @@ def compare(args) -> int:
         }
     if "torch" in summary and summary["torch"]["median"] and summary["numlp"]["median"]:
         summary["numlp_over_torch"] = summary["numlp"]["median"] / summary["torch"]["median"]
+    if "torch" in summary:  # speed alone, apart from which epoch first reaches the target
+        summary["numlp_over_torch_per_epoch"] = (
+            summary["numlp"]["epoch_seconds_median"] / summary["torch"]["epoch_seconds_median"]
+        )
     result = {"command": "python benchmarks/time_to_99.py " + " ".join(sys.argv[1:]),
               "summary": summary, "runs": runs}  # fmt: skip
     if args.json:
