@@ -210,7 +210,7 @@ def epoch_seconds(marks) -> list[float]:
 def compare(args) -> int:
     pythons = {"numlp": sys.executable, "torch": args.torch_python}
     runs = {"numlp": [], "torch": []}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for library in ("numlp", "torch") if args.torch_python else ("numlp",):
             argv = [pythons[library], __file__, "--library", library, "--seed", str(seed)]
             if args.data_dir:
@@ -255,7 +255,8 @@ def main(argv=None) -> int:
     parser.add_argument("--library", choices=("numlp", "torch"), help="one run in this process")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--epochs", type=int, help="override the preset's epochs (smoke runs)")
-    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--seeds", type=int, default=3, help="how many seeds (runs per library)")
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds from this one on")
     parser.add_argument("--torch-python", help="a Python that has torch==2.13.0 (and numlp)")
     parser.add_argument("--data-dir", type=Path)
     parser.add_argument("--json", type=Path)
