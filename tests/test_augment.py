@@ -7,6 +7,8 @@ from conftest import InterruptAt
 from numlp import SGD, Dense, Dropout, Flatten, ReLU, Sequential
 from numlp.checkpoint import Checkpoint, load_checkpoint
 from numlp.data.augment import (
+    ERASE_AREA,
+    ERASE_RATIO,
     Augment,
     affine_coordinates,
     elastic_displacements,
@@ -205,6 +207,43 @@ def test_elastic_distortion_moves_ink_no_farther_than_its_displacement_field(dig
     np.testing.assert_allclose(centre_of_mass(out), centre_of_mass(digits), atol=1.5)
 
 
+def test_erasing_blanks_one_rectangle_of_the_allowed_size_in_each_chosen_image():
+    images = np.ones((2000, 28, 28), np.float32)
+    out = Augment(erase=1.0)(images, np.random.default_rng(0))
+    assert np.array_equal(images, np.ones_like(images))  # the input is left alone
+    for image in out[:200]:
+        rows, cols = np.nonzero(image == 0)
+        tall, wide = np.ptp(rows) + 1, np.ptp(cols) + 1
+        assert len(rows) == tall * wide  # one filled rectangle, nothing else changed
+        assert np.all(image[image != 0] == 1)
+    fractions = (out == 0).mean(axis=(1, 2))
+    low, high = ERASE_AREA
+    # Rounded sides and clipping move the area a little off its draw, never far.
+    assert fractions.min() > 0 and fractions.max() <= 1
+    assert low * 0.5 < np.median(fractions) < high
+    assert abs(fractions.mean() - (low + high) / 2) < 0.03
+    ratios = []
+    for image in out[:500]:
+        rows, cols = np.nonzero(image == 0)
+        ratios.append((np.ptp(rows) + 1) / (np.ptp(cols) + 1))
+    assert min(ratios) >= ERASE_RATIO[0] / 2 and max(ratios) <= ERASE_RATIO[1] * 2
+    assert 0.7 < np.median(ratios) < 1.4  # drawn on a log scale: as tall as wide in the middle
+
+
+def test_erasing_follows_its_probability_and_leaves_other_recipes_draws_alone(digits):
+    rng = np.random.default_rng(1)
+    half = Augment(erase=0.5)(np.ones((4000, 28, 28), np.float32), rng)
+    assert abs((half == 0).any(axis=(1, 2)).mean() - 0.5) < 0.03
+    # Off, it draws nothing: a recipe without erasing gives what it gave before erasing existed.
+    a = Augment(shift=2, rotation=5)(digits, np.random.default_rng(3))
+    b = Augment(shift=2, rotation=5, erase=0.0)(digits, np.random.default_rng(3))
+    np.testing.assert_array_equal(a, b)
+    # On, it comes after the resampling and changes only the rectangles.
+    c = Augment(shift=2, rotation=5, erase=1.0)(digits, np.random.default_rng(3))
+    changed = c != a
+    assert changed.any() and np.all(c[changed] == 0)
+
+
 @pytest.mark.parametrize(
     "settings, message",
     [
@@ -214,6 +253,7 @@ def test_elastic_distortion_moves_ink_no_farther_than_its_displacement_field(dig
         ({"shear": 95}, "shear < 90"),
         ({"elastic_alpha": 5, "elastic_sigma": 0}, "elastic_sigma must be > 0"),
         ({"flip": 1.5}, "flip is a probability"),
+        ({"erase": 2}, "erase is a probability"),
     ],
 )
 def test_bad_settings_are_refused_with_the_reason(settings, message):

@@ -6,7 +6,8 @@ of the source image it comes from, then samples the source there by bilinear int
 (shift, rotation, scale, shear), a horizontal flip and an elastic distortion (Simard,
 Steinkraus & Platt 2003, "Best practices for convolutional neural networks applied to visual
 document analysis") are composed into one field of source coordinates, so an image is
-resampled once, not twice.
+resampled once, not twice. Random erasing (Zhong et al. 2017, "Random erasing data
+augmentation") then blanks a random rectangle of some images: it moves no pixel.
 
 Shapes: ``images: (batch, height, width)`` float in [0, 1]; the output has the same shape,
 dtype and range (bilinear weights are a convex combination, so nothing leaves [0, 1]).
@@ -43,6 +44,9 @@ class Augment:
         the Gaussian that smooths white noise into it.
     flip : float
         Probability of a left-right mirror image (for clothes, say; never for digits).
+    erase : float
+        Probability of random erasing: a rectangle of 2 % to 33 % of the image, of aspect
+        ratio 0.3 to 3.3, set to 0 (the background) at a random place inside the image.
     chunk : int
         Images processed at a time, so that the temporaries stay in the CPU caches.
     """
@@ -59,6 +63,9 @@ class Augment:
         default=4.0, metadata={"help": "elastic field smoothness in pixels"}
     )
     flip: float = field(default=0.0, metadata={"help": "probability of a left-right mirror image"})
+    erase: float = field(
+        default=0.0, metadata={"help": "probability of blanking a random rectangle"}
+    )
     chunk: int = field(default=256, metadata={"setting": False})  # work size, not a recipe
 
     def __post_init__(self):
@@ -72,8 +79,11 @@ class Augment:
             )
         if self.rotation > 180 or self.shear >= 90:
             raise ValueError("Augment: rotation must be <= 180 degrees and shear < 90 degrees")
-        if self.flip > 1:
-            raise ValueError(f"Augment: flip is a probability in [0, 1], got {self.flip}")
+        for name in ("flip", "erase"):
+            if getattr(self, name) > 1:
+                raise ValueError(
+                    f"Augment: {name} is a probability in [0, 1], got {getattr(self, name)}"
+                )
         if self.elastic_alpha and self.elastic_sigma <= 0:
             raise ValueError("Augment: elastic_sigma must be > 0 when elastic_alpha is set")
         if self.chunk < 1:
@@ -82,6 +92,11 @@ class Augment:
     @property
     def active(self) -> bool:
         """Whether this changes anything at all (all-zero settings are the identity)."""
+        return self.moves_pixels or bool(self.erase)
+
+    @property
+    def moves_pixels(self) -> bool:
+        """Whether images are resampled (anything but erasing is set)."""
         return any(
             (self.shift, self.rotation, self.scale, self.shear, self.elastic_alpha, self.flip)
         )
@@ -119,6 +134,10 @@ class Augment:
         for start in range(0, batch, self.chunk):
             part = images[start : start + self.chunk]
             n = len(part)
+            if not self.moves_pixels:  # erasing alone: nothing to resample
+                out[start : start + n] = part
+                erase_rectangles(out[start : start + n], rng, self.erase)
+                continue
             rows, cols = affine_coordinates(
                 random_affine(n, rng, self.rotation, self.scale, self.shear),
                 rng.uniform(-self.shift, self.shift, size=(n, 2)) if self.shift else None,
@@ -135,7 +154,36 @@ class Augment:
                 mirrored = rng.random(n) < self.flip
                 cols[mirrored] = (width - 1) - cols[mirrored]
             out[start : start + n] = sample_bilinear(part, rows, cols)
+            if self.erase:  # no draws when off: older recipes see the same random stream
+                erase_rectangles(out[start : start + n], rng, self.erase)
         return out
+
+
+ERASE_AREA = (0.02, 0.33)  # fraction of the image (Zhong et al. 2017's defaults)
+ERASE_RATIO = (0.3, 1 / 0.3)  # height / width of the rectangle, drawn on a log scale
+
+
+def erase_rectangles(images: np.ndarray, rng: np.random.Generator, probability: float) -> None:
+    """Random erasing in place: each of ``images: (batch, height, width)`` is, with
+    ``probability``, blanked (set to 0) on one rectangle of area :data:`ERASE_AREA` of the
+    image and aspect ratio :data:`ERASE_RATIO`, placed uniformly where it fits.
+
+    Zhong et al. draw again until the rectangle fits; here its sides are clipped to the image
+    instead, so every image takes the same number of draws (whether erased or not) and the
+    whole batch is one vectorised step."""
+    batch, height, width = images.shape
+    erased = rng.random(batch) < probability
+    area = rng.uniform(*ERASE_AREA, batch) * (height * width)
+    ratio = np.exp(rng.uniform(np.log(ERASE_RATIO[0]), np.log(ERASE_RATIO[1]), batch))
+    tall = np.clip(np.rint(np.sqrt(area * ratio)), 1, height).astype(np.intp)
+    wide = np.clip(np.rint(np.sqrt(area / ratio)), 1, width).astype(np.intp)
+    top = (rng.random(batch) * (height - tall + 1)).astype(np.intp)
+    left = (rng.random(batch) * (width - wide + 1)).astype(np.intp)
+    rows, cols = np.arange(height), np.arange(width)
+    in_rows = (rows >= top[:, None]) & (rows < (top + tall)[:, None])  # (batch, height)
+    in_cols = (cols >= left[:, None]) & (cols < (left + wide)[:, None])  # (batch, width)
+    inside = in_rows[:, :, None] & in_cols[:, None, :] & erased[:, None, None]
+    images[inside] = 0
 
 
 def random_affine(
