@@ -1,5 +1,5 @@
-"""How many BLAS threads training uses: every core on a quiet machine, fewer when other
-processes already keep cores busy.
+"""How many BLAS threads numlp uses: for training, every core on a quiet machine and fewer
+when other processes already keep cores busy; for a small batch, one.
 
 OpenBLAS threads spin while they wait for each other. On cores that another process holds,
 that waiting costs far more than the work: with two busy neighbours on two cores a W1 epoch
