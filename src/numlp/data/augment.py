@@ -131,10 +131,11 @@ class Augment:
             out[...] = images
             return out
         batch, height, width = images.shape
+        moves_pixels = self.moves_pixels
         for start in range(0, batch, self.chunk):
             part = images[start : start + self.chunk]
             n = len(part)
-            if not self.moves_pixels:  # erasing alone: nothing to resample
+            if not moves_pixels:  # erasing alone: nothing to resample
                 out[start : start + n] = part
                 erase_rectangles(out[start : start + n], rng, self.erase)
                 continue
