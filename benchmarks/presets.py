@@ -8,6 +8,10 @@ Prints one JSON line per run and a markdown table (mean ± std over seeds). Usag
 
     python benchmarks/presets.py --data-dir ../shared/data/mnist --presets fast best --seeds 0 1 2
     python benchmarks/presets.py --presets fashion --seeds 0 1 2 -- --epochs 5   # extra flags
+    python benchmarks/presets.py --presets frontier --jobs 2 -- --threads 1   # two at a time
+
+With --jobs 2 two runs share the machine (give each `--threads 1`): on two cores that is faster
+than one two-thread run after another, and each run's wall time is then its time beside another.
 """
 
 from __future__ import annotations
@@ -20,14 +24,17 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from numlp.config import load_config, preset_path
 
 
-def run_once(preset: str, seed: int, data_dir: str | None, extra: list[str]) -> dict:
+def run_once(
+    preset: str, seed: int, data_dir: str | None, extra: list[str], keep: Path | None = None
+) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "run"
+        out = keep / f"{preset}-s{seed}" if keep else Path(tmp) / "run"
         argv = [sys.executable, "-m", "numlp.cli", "train", "--preset", preset]
         argv += ["--seed", str(seed), "--out", str(out), "--no-download", "--no-plots"]
         if data_dir:
@@ -91,16 +98,21 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("NUMLP_DATA", "../shared/data/mnist"))
     parser.add_argument("--presets", nargs="+", default=["fast"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--jobs", type=int, default=1, help="runs at a time (1)")
     parser.add_argument("--json", type=Path, help="also write the runs here")
+    parser.add_argument("--keep", type=Path, help="keep the run folders here (PRESET-sSEED)")
     parser.add_argument("extra", nargs="*", help="more `numlp train` flags, after --")
     args = parser.parse_args()
-    rows = []
+    runs = []
     for preset in args.presets:
         dataset = load_config(preset_path(preset)).dataset
         data_dir = args.data_dir if dataset == "mnist" else None
-        for seed in args.seeds:
-            rows.append(run_once(preset, seed, data_dir, args.extra))
-            print(json.dumps(rows[-1]), flush=True)
+        runs += [(preset, seed, data_dir, args.extra, args.keep) for seed in args.seeds]
+    rows = []
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:
+        for row in pool.map(lambda run: run_once(*run), runs):
+            rows.append(row)
+            print(json.dumps(row), flush=True)
     print()
     print(table(rows))
     if args.json:

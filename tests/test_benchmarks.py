@@ -118,3 +118,18 @@ def test_small_batches_benchmark_times_both_ways_quiet_and_busy():
             ways = result[condition][rows]
             assert set(ways) == {"numlp", "every core"}
             assert all(way["median_us"] > 0 for way in ways.values())
+
+
+def test_presets_benchmark_runs_two_seeds_at_a_time_and_keeps_their_folders(mnist_path, tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "presets.py"), "--presets", "fast", "--seeds", "3", "4",
+         "--jobs", "2", "--data-dir", str(mnist_path), "--json", str(tmp_path / "runs.json"),
+         "--keep", str(tmp_path), "--", "--epochs", "1", "--hidden", "16", "--threads", "1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    rows = json.loads((tmp_path / "runs.json").read_text())
+    assert [row["seed"] for row in rows] == [3, 4] and rows[0]["epochs"] == 1
+    assert all(0.5 < row["test_accuracy"] <= 1 for row in rows)
+    assert (tmp_path / "fast-s3" / "model.npz").is_file() and (tmp_path / "fast-s4").is_dir()
+    assert "| fast | mnist |" in done.stdout
