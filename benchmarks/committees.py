@@ -7,6 +7,8 @@ README's presets table.
         --out bench-fashion --json ...
     python benchmarks/committees.py --epochs 1 --hidden 16 --committees 1 --members 2 \
         --students 5 --out /tmp/x                                       # a smoke run
+    python benchmarks/committees.py --preset best --committees 2 --jobs 2 --recipe "" \
+        --recipe "--epochs 60" --recipe "--epochs 60 --hidden 2048,2048" ...  # diverse members
 
 Members are ``numlp train --preset P --seed S --threads 1`` runs, ``--jobs`` at a time (on two
 cores two one-thread runs train faster than one two-thread run); committee ``c`` takes seeds
@@ -14,12 +16,18 @@ cores two one-thread runs train faster than one two-thread run); committee ``c``
 joined by ``numlp ensemble``, which scores each committee on the test set once. Students train
 the same preset with ``--teacher`` the first committee, from seeds of their own. With
 ``--reuse`` finished runs in ``--out`` are kept, so an interrupted benchmark goes on.
+
+With ``--recipe FLAGS`` (repeated) the members differ by recipe instead of by seed: committee
+``c`` has one member per recipe (the preset plus those flags), all trained with seed ``c``.
+Its members then share one validation split, so the committee's validation accuracy is a
+clean figure too, and is reported beside each member's.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import subprocess
 import sys
@@ -58,7 +66,8 @@ def train(out: Path, seed: int, args, *extra) -> dict:
         numlp(*argv)
     training = header(out / "model.npz")["training"]
     return {key: training.get(key) for key in
-            ("epochs", "seconds", "val_accuracy", "test_accuracy")} | {"seed": seed}  # fmt: skip
+            ("epochs", "seconds", "val_accuracy", "test_accuracy")} | {"seed": seed,
+                                                                     "run": str(out)}  # fmt: skip
 
 
 def spread(values: list[float]) -> dict:
@@ -70,11 +79,67 @@ def spread(values: list[float]) -> dict:
     }
 
 
+def member_plan(args) -> list[tuple[Path, int, list[str], dict]]:
+    """(run folder, seed, extra flags, what to record) of every member of every committee."""
+    if not args.recipe:
+        return [(args.out / f"member-s{s}", s, [], {"committee": s // args.members})
+                for s in range(args.committees * args.members)]  # fmt: skip
+    return [(args.out / f"member-s{c}-r{r}", c, shlex.split(recipe),
+             {"committee": c, "recipe": recipe})
+            for c in range(args.committees) for r, recipe in enumerate(args.recipe)]  # fmt: skip
+
+
+def committee(c: int, members: list[dict], args) -> dict:
+    """Join committee ``c``'s members with ``numlp ensemble`` (which scores it on the test
+    set once); with recipes, also score it on the validation split its members share."""
+    chosen = [m for m in members if m["committee"] == c]
+    out = args.out / f"committee-{c}"
+    if not (args.reuse and (out / "model.npz").is_file()):
+        extra = ["--data-dir", args.data_dir] if args.data_dir else []
+        numlp("ensemble", *[m["run"] for m in chosen], "--out", out, "--overwrite", *extra)
+    training = header(out / "model.npz")["training"]
+    result = {
+        "seeds": [m["seed"] for m in chosen],
+        "test_accuracy": training["test_accuracy"],
+        "members_test_accuracy": [m["test_accuracy"] for m in chosen],
+        "member_seconds": sum(m["seconds"] for m in chosen),
+    }
+    if args.recipe:
+        result["val_accuracy"] = shared_split_accuracy(out / "model.npz", chosen[0]["run"], args)
+        result["members_val_accuracy"] = [m["val_accuracy"] for m in chosen]
+    return result
+
+
+def shared_split_accuracy(model_path: Path, member_run: str, args) -> float:
+    """Accuracy of a committee on the validation split its members were trained without:
+    the split ``fit`` draws first from the members' common seed."""
+    import numpy as np
+
+    from numlp.data import load_dataset
+    from numlp.io import load_model
+    from numlp.preprocess import apply
+    from numlp.train import validation_indices
+
+    config = header(Path(member_run) / "model.npz")["training"]["config"]
+    model, model_header = load_model(model_path)
+    data = load_dataset(config["dataset"], data_dir=args.data_dir, download=False)
+    rng = np.random.default_rng(config["seed"])
+    _, val = validation_indices(len(data.x_train), config["val_split"], rng)
+    x = apply(data.x_train[val], model_header.get("preprocessing"))
+    return float(np.mean(model.predict(x) == data.y_train[val]))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="best")
     parser.add_argument("--committees", type=int, default=2)
-    parser.add_argument("--members", type=int, default=5)
+    parser.add_argument("--members", type=int, default=5, help="per committee (without --recipe)")
+    parser.add_argument(
+        "--recipe",
+        action="append",
+        default=[],
+        help="a member's flags on top of the preset (repeat: one per member)",
+    )
     parser.add_argument("--students", type=int, nargs="*", default=[], help="their seeds")
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--weight", type=float, default=0.7, help="on the teacher's targets")
@@ -89,25 +154,11 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     started = time.perf_counter()
-    seeds = range(args.committees * args.members)
+    plan = member_plan(args)
     with ThreadPoolExecutor(args.jobs) as pool:
-        members = list(pool.map(lambda s: train(args.out / f"member-s{s}", s, args), seeds))
+        members = list(pool.map(lambda m: train(m[0], m[1], args, *m[2]) | m[3], plan))
     members_wall = time.perf_counter() - started
-    committees = []
-    for c in range(args.committees):
-        chosen = members[c * args.members : (c + 1) * args.members]
-        out = args.out / f"committee-{c}"
-        if not (args.reuse and (out / "model.npz").is_file()):
-            runs = [args.out / f"member-s{m['seed']}" for m in chosen]
-            extra = ["--data-dir", args.data_dir] if args.data_dir else []
-            numlp("ensemble", *runs, "--out", out, "--overwrite", *extra)
-        training = header(out / "model.npz")["training"]
-        committees.append({
-            "seeds": [m["seed"] for m in chosen],
-            "test_accuracy": training["test_accuracy"],
-            "members_test_accuracy": [m["test_accuracy"] for m in chosen],
-            "member_seconds": sum(m["seconds"] for m in chosen),
-        })  # fmt: skip
+    committees = [committee(c, members, args) for c in range(args.committees)]
     teacher = args.out / "committee-0" / "model.npz"
     distil = ["--teacher", teacher.resolve(), "--distill-temperature", args.temperature,
               "--distill-weight", args.weight]  # fmt: skip

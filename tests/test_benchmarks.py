@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from numlp import Dense, Flatten, ReLU, Sequential
-from numlp.io import save_model
+from numlp.io import read_header, save_model
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -108,6 +108,23 @@ def test_committees_benchmark_trains_members_joins_them_and_distils(small_data, 
                 "--committees", 2, "--members", 2, "--data-dir", small_data.parent,
                 "--out", tmp_path, "--reuse")  # fmt: skip
     assert again["committees"] == result["committees"] and again["members_wall_seconds"] is None
+
+
+def test_committees_benchmark_joins_members_of_different_recipes_on_one_split(small_data, tmp_path):
+    result = run("committees.py", "--preset", "fast", "--epochs", 1, "--committees", 2,
+                 "--recipe", "--hidden 16", "--recipe", "--hidden 8,8 --dropout 0",
+                 "--data-dir", small_data.parent, "--out", tmp_path)  # fmt: skip
+    members = result["members"]
+    assert [(m["committee"], m["seed"], m["recipe"]) for m in members] == [
+        (0, 0, "--hidden 16"), (0, 0, "--hidden 8,8 --dropout 0"),
+        (1, 1, "--hidden 16"), (1, 1, "--hidden 8,8 --dropout 0"),
+    ]  # fmt: skip
+    first, second = result["committees"]
+    assert first["seeds"] == [0, 0] and second["seeds"] == [1, 1]
+    assert first["members_val_accuracy"] == [m["val_accuracy"] for m in members[:2]]
+    assert 0.3 < first["val_accuracy"] <= 1 and 0.3 < second["test_accuracy"] <= 1
+    widths = [read_header(tmp_path / f"member-s0-r{r}" / "model.npz")["model"] for r in (0, 1)]
+    assert widths[0] != widths[1]
 
 
 def test_small_batches_benchmark_times_both_ways_quiet_and_busy():
