@@ -60,7 +60,7 @@ def test_the_fast_preset_is_the_default():
 
 def test_every_preset_loads_and_says_what_it_is_for():
     names = preset_names()
-    assert {"fast", "best", "fashion", "kmnist"} <= set(names)
+    assert {"fast", "quick99", "best", "frontier", "fashion", "kmnist"} <= set(names)
     for name in names:
         config = load_config(preset_path(name))
         assert config.validate() is config
@@ -72,6 +72,12 @@ def test_the_best_and_dataset_presets_augment_and_name_their_dataset():
     assert best.dataset == "mnist" and best.augment.active
     assert load_config(preset_path("fashion")).dataset == "fashion-mnist"
     assert load_config(preset_path("kmnist")).dataset == "kmnist"
+
+
+def test_frontier_is_best_trained_twice_as_long_as_it_was_measured():
+    # its figures come from `numlp train --preset best --epochs 60` runs
+    best = load_config(preset_path("best"))
+    assert load_config(preset_path("frontier")) == best.updated(epochs=60)
 
 
 def test_an_unknown_preset_lists_the_known_ones():

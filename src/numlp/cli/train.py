@@ -25,7 +25,8 @@ def add_commands(commands) -> None:
         "--preset",
         metavar="NAME",
         help="a recipe shipped with numlp: fast (the default), quick99, best (99.3 %% MNIST), "
-        "fashion, kmnist; `numlp presets` lists them and shows their files",
+        "frontier (best for 60 epochs), fashion, kmnist; `numlp presets` lists them and shows "
+        "their files",
     )
     train.add_argument("--data-dir", type=Path, help="folder holding the dataset's IDX files")
     _add_setting_flags(train)
