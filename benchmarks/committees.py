@@ -65,9 +65,8 @@ def train(out: Path, seed: int, args, *extra) -> dict:
                 argv += ["--" + flag.replace("_", "-"), getattr(args, flag)]
         numlp(*argv)
     training = header(out / "model.npz")["training"]
-    return {key: training.get(key) for key in
-            ("epochs", "seconds", "val_accuracy", "test_accuracy")} | {"seed": seed,
-                                                                     "run": str(out)}  # fmt: skip
+    figures = ("epochs", "seconds", "val_accuracy", "test_accuracy")
+    return {key: training.get(key) for key in figures} | {"seed": seed, "run": str(out)}
 
 
 def spread(values: list[float]) -> dict:
