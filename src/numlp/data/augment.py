@@ -130,34 +130,39 @@ class Augment:
         if not self.active:
             out[...] = images
             return out
-        batch, height, width = images.shape
+        shape = images.shape[1:]
         moves_pixels = self.moves_pixels
-        for start in range(0, batch, self.chunk):
+        for start in range(0, len(images), self.chunk):
             part = images[start : start + self.chunk]
-            n = len(part)
-            if not moves_pixels:  # erasing alone: nothing to resample
-                out[start : start + n] = part
-                erase_rectangles(out[start : start + n], rng, self.erase)
-                continue
-            rows, cols = affine_coordinates(
-                random_affine(n, rng, self.rotation, self.scale, self.shear),
-                rng.uniform(-self.shift, self.shift, size=(n, 2)) if self.shift else None,
-                (height, width),
-                n,
-            )
-            if self.elastic_alpha:
-                d_rows, d_cols = elastic_displacements(
-                    n, (height, width), rng, self.elastic_alpha, self.elastic_sigma
-                )
-                rows += d_rows
-                cols += d_cols
-            if self.flip:
-                mirrored = rng.random(n) < self.flip
-                cols[mirrored] = (width - 1) - cols[mirrored]
-            out[start : start + n] = sample_bilinear(part, rows, cols)
+            done = out[start : start + len(part)]
+            if moves_pixels:
+                done[...] = sample_bilinear(part, *self.source_coordinates(len(part), shape, rng))
+            else:  # erasing alone: nothing to resample
+                done[...] = part
             if self.erase:  # no draws when off: older recipes see the same random stream
-                erase_rectangles(out[start : start + n], rng, self.erase)
+                erase_rectangles(done, rng, self.erase)
         return out
+
+    def source_coordinates(self, n: int, shape: tuple[int, int], rng: np.random.Generator):
+        """Where each output pixel of ``n`` images of ``shape`` samples its source: ``(rows,
+        cols)``, each ``(n, height, width)``, the affine map, elastic field and flip composed."""
+        height, width = shape
+        rows, cols = affine_coordinates(
+            random_affine(n, rng, self.rotation, self.scale, self.shear),
+            rng.uniform(-self.shift, self.shift, size=(n, 2)) if self.shift else None,
+            shape,
+            n,
+        )
+        if self.elastic_alpha:
+            d_rows, d_cols = elastic_displacements(
+                n, shape, rng, self.elastic_alpha, self.elastic_sigma
+            )
+            rows += d_rows
+            cols += d_cols
+        if self.flip:
+            mirrored = rng.random(n) < self.flip
+            cols[mirrored] = (width - 1) - cols[mirrored]
+        return rows, cols
 
 
 ERASE_AREA = (0.02, 0.33)  # fraction of the image (Zhong et al. 2017's defaults)
