@@ -17,6 +17,7 @@ than one two-thread run after another, and each run's wall time is then its time
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import statistics
@@ -33,8 +34,9 @@ from numlp.config import load_config, preset_path
 def run_once(
     preset: str, seed: int, data_dir: str | None, extra: list[str], keep: Path | None = None
 ) -> dict:
-    with tempfile.TemporaryDirectory() as tmp:
-        out = keep / f"{preset}-s{seed}" if keep else Path(tmp) / "run"
+    # the run folder is kept in ``keep`` or made in a temporary folder that goes afterwards
+    with contextlib.nullcontext(keep) if keep else tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / (f"{preset}-s{seed}" if keep else "run")
         argv = [sys.executable, "-m", "numlp.cli", "train", "--preset", preset]
         argv += ["--seed", str(seed), "--out", str(out), "--no-download", "--no-plots"]
         if data_dir:
