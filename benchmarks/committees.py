@@ -20,7 +20,9 @@ the same preset with ``--teacher`` the first committee, from seeds of their own.
 With ``--recipe FLAGS`` (repeated) the members differ by recipe instead of by seed: committee
 ``c`` has one member per recipe (the preset plus those flags), all trained with seed ``c``.
 Its members then share one validation split, so the committee's validation accuracy is a
-clean figure too, and is reported beside each member's.
+clean figure too, and is reported beside each member's. ``--distil-each`` then distils one
+student from each committee with the same seed: the student's validation images are ones its
+teacher never trained on (``--student-preset`` may differ from the members', e.g. ``frontier``).
 """
 
 from __future__ import annotations
@@ -54,12 +56,13 @@ def header(model: Path) -> dict:
 TRAINED = []  # the runs this invocation trained (not reused): its wall time is theirs
 
 
-def train(out: Path, seed: int, args, *extra) -> dict:
-    """One run (skipped when ``--reuse`` finds it finished); its figures."""
+def train(out: Path, seed: int, args, *extra, preset: str | None = None) -> dict:
+    """One run of ``preset`` (default ``--preset``), skipped when ``--reuse`` finds it
+    finished; its figures."""
     if not (args.reuse and (out / "model.npz").is_file()):
         TRAINED.append(out)
-        argv = ["train", "--preset", args.preset, "--seed", seed, "--threads", 1, "--out", out,
-                "--overwrite", "--quiet", "--no-plots", *extra]  # fmt: skip
+        argv = ["train", "--preset", preset or args.preset, "--seed", seed, "--threads", 1,
+                "--out", out, "--overwrite", "--quiet", "--no-plots", *extra]  # fmt: skip
         for flag in ("epochs", "hidden", "data_dir"):
             if getattr(args, flag) is not None:
                 argv += ["--" + flag.replace("_", "-"), getattr(args, flag)]
@@ -86,6 +89,24 @@ def member_plan(args) -> list[tuple[Path, int, list[str], dict]]:
     return [(args.out / f"member-s{c}-r{r}", c, shlex.split(recipe),
              {"committee": c, "recipe": recipe})
             for c in range(args.committees) for r, recipe in enumerate(args.recipe)]  # fmt: skip
+
+
+def student_plan(args) -> list[tuple[Path, int, Path, dict]]:
+    """(run folder, seed, teacher, what to record) of every student: from the first committee
+    with seeds of their own, or with ``--distil-each`` one per committee with its seed."""
+    if args.distil_each:
+        return [(args.out / f"student-c{c}", c, args.out / f"committee-{c}" / "model.npz",
+                 {"committee": c}) for c in range(args.committees)]  # fmt: skip
+    teacher = args.out / "committee-0" / "model.npz"
+    return [(args.out / f"student-s{s}", s, teacher, {"committee": 0}) for s in args.students]
+
+
+def distil(plan: tuple[Path, int, Path, dict], args) -> dict:
+    """Train one student of ``plan`` on its teacher's probabilities and the labels."""
+    out, seed, teacher, record = plan
+    flags = ["--teacher", teacher.resolve(), "--distill-temperature", args.temperature,
+             "--distill-weight", args.weight]  # fmt: skip
+    return train(out, seed, args, *flags, preset=args.student_preset) | record
 
 
 def committee(c: int, members: list[dict], args) -> dict:
@@ -140,6 +161,12 @@ def main(argv=None) -> int:
         help="a member's flags on top of the preset (repeat: one per member)",
     )
     parser.add_argument("--students", type=int, nargs="*", default=[], help="their seeds")
+    parser.add_argument(
+        "--distil-each",
+        action="store_true",
+        help="with --recipe: one student per committee, with its members' seed and split",
+    )
+    parser.add_argument("--student-preset", help="the students' preset (default: --preset)")
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--weight", type=float, default=0.7, help="on the teacher's targets")
     parser.add_argument("--jobs", type=int, default=2)
@@ -151,6 +178,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path)
     parser.add_argument("--note", help="how reused runs were made, kept in the JSON")
     args = parser.parse_args(argv)
+    if args.distil_each and (args.students or not args.recipe):
+        parser.error("--distil-each needs --recipe (members sharing a seed) and no --students")
 
     started = time.perf_counter()
     plan = member_plan(args)
@@ -158,13 +187,8 @@ def main(argv=None) -> int:
         members = list(pool.map(lambda m: train(m[0], m[1], args, *m[2]) | m[3], plan))
     members_wall = time.perf_counter() - started
     committees = [committee(c, members, args) for c in range(args.committees)]
-    teacher = args.out / "committee-0" / "model.npz"
-    distil = ["--teacher", teacher.resolve(), "--distill-temperature", args.temperature,
-              "--distill-weight", args.weight]  # fmt: skip
     with ThreadPoolExecutor(args.jobs) as pool:
-        students = list(pool.map(
-            lambda s: train(args.out / f"student-s{s}", s, args, *distil), args.students
-        ))  # fmt: skip
+        students = list(pool.map(lambda plan: distil(plan, args), student_plan(args)))
     result = {
         "command": "python benchmarks/committees.py "
         + " ".join(sys.argv[1:] if argv is None else argv),  # fmt: skip
@@ -176,7 +200,11 @@ def main(argv=None) -> int:
         "committees": committees,
         "committee_test_accuracy": spread([c["test_accuracy"] for c in committees]),
         "students": students,
-        "distillation": {"temperature": args.temperature, "weight": args.weight},
+        "distillation": {
+            "preset": args.student_preset or args.preset,
+            "temperature": args.temperature,
+            "weight": args.weight,
+        },
         "wall_seconds": round(time.perf_counter() - started, 1),
     }
     if args.note:

@@ -113,6 +113,7 @@ def test_committees_benchmark_trains_members_joins_them_and_distils(small_data, 
 def test_committees_benchmark_joins_members_of_different_recipes_on_one_split(small_data, tmp_path):
     result = run("committees.py", "--preset", "fast", "--epochs", 1, "--committees", 2,
                  "--recipe", "--hidden 16", "--recipe", "--hidden 8,8 --dropout 0",
+                 "--distil-each", "--student-preset", "best",
                  "--data-dir", small_data.parent, "--out", tmp_path)  # fmt: skip
     members = result["members"]
     assert [(m["committee"], m["seed"], m["recipe"]) for m in members] == [
@@ -125,6 +126,13 @@ def test_committees_benchmark_joins_members_of_different_recipes_on_one_split(sm
     assert 0.3 < first["val_accuracy"] <= 1 and 0.3 < second["test_accuracy"] <= 1
     widths = [read_header(tmp_path / f"member-s0-r{r}" / "model.npz")["model"] for r in (0, 1)]
     assert widths[0] != widths[1]
+    # one student per committee, with its seed (so its split) and its committee as teacher
+    assert [(s["committee"], s["seed"]) for s in result["students"]] == [(0, 0), (1, 1)]
+    for c in (0, 1):
+        config = read_header(tmp_path / f"student-c{c}" / "model.npz")["training"]["config"]
+        assert config["teacher"] == str((tmp_path / f"committee-{c}" / "model.npz").resolve())
+        assert config["elastic_alpha"] == 12.0  # the student preset, not the members'
+    assert result["distillation"]["preset"] == "best"
 
 
 def test_small_batches_benchmark_times_both_ways_quiet_and_busy():
