@@ -53,6 +53,7 @@ def header(model: Path) -> dict:
     return json.loads(np.load(model)["__header__"].tobytes())
 
 
+COMMAND = ["python", "benchmarks/committees.py"]
 TRAINED = []  # the runs this invocation trained (not reused): its wall time is theirs
 
 
@@ -190,8 +191,8 @@ def main(argv=None) -> int:
     with ThreadPoolExecutor(args.jobs) as pool:
         students = list(pool.map(lambda plan: distil(plan, args), student_plan(args)))
     result = {
-        "command": "python benchmarks/committees.py "
-        + " ".join(sys.argv[1:] if argv is None else argv),  # fmt: skip
+        # quoted, so that a recipe's flags stay one argument when the command is run again
+        "command": shlex.join(COMMAND + [str(a) for a in (sys.argv[1:] if argv is None else argv)]),
         "preset": args.preset,
         "members": members,
         "member_test_accuracy": spread([m["test_accuracy"] for m in members]),

@@ -2,6 +2,7 @@
 they belong in notes and benchmarks/results, not in tests)."""
 
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -133,6 +134,7 @@ def test_committees_benchmark_joins_members_of_different_recipes_on_one_split(sm
         assert config["teacher"] == str((tmp_path / f"committee-{c}" / "model.npz").resolve())
         assert config["elastic_alpha"] == 12.0  # the student preset, not the members'
     assert result["distillation"]["preset"] == "best"
+    assert "--hidden 8,8 --dropout 0" in shlex.split(result["command"])  # one argument again
 
 
 def test_small_batches_benchmark_times_both_ways_quiet_and_busy():
