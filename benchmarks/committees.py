@@ -53,7 +53,6 @@ def header(model: Path) -> dict:
     return json.loads(np.load(model)["__header__"].tobytes())
 
 
-COMMAND = ["python", "benchmarks/committees.py"]
 TRAINED = []  # the runs this invocation trained (not reused): its wall time is theirs
 
 
@@ -178,7 +177,8 @@ def main(argv=None) -> int:
     parser.add_argument("--reuse", action="store_true", help="keep finished runs in --out")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--note", help="how reused runs were made, kept in the JSON")
-    args = parser.parse_args(argv)
+    given = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    args = parser.parse_args(given)
     if args.distil_each and (args.students or not args.recipe):
         parser.error("--distil-each needs --recipe (members sharing a seed) and no --students")
 
@@ -192,7 +192,7 @@ def main(argv=None) -> int:
         students = list(pool.map(lambda plan: distil(plan, args), student_plan(args)))
     result = {
         # quoted, so that a recipe's flags stay one argument when the command is run again
-        "command": shlex.join(COMMAND + [str(a) for a in (sys.argv[1:] if argv is None else argv)]),
+        "command": shlex.join(["python", "benchmarks/committees.py", *given]),
         "preset": args.preset,
         "members": members,
         "member_test_accuracy": spread([m["test_accuracy"] for m in members]),
