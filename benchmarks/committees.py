@@ -22,7 +22,8 @@ With ``--recipe FLAGS`` (repeated) the members differ by recipe instead of by se
 Its members then share one validation split, so the committee's validation accuracy is a
 clean figure too, and is reported beside each member's. ``--distil-each`` then distils one
 student from each committee with the same seed: the student's validation images are ones its
-teacher never trained on (``--student-preset`` may differ from the members', e.g. ``frontier``).
+teacher never trained on (``--student-preset`` may differ from the members', e.g. ``frontier``,
+and ``--student-recipe FLAGS`` adds flags of its own, e.g. ``"--label-smoothing 0"``).
 """
 
 from __future__ import annotations
@@ -105,7 +106,7 @@ def distil(plan: tuple[Path, int, Path, dict], args) -> dict:
     """Train one student of ``plan`` on its teacher's probabilities and the labels."""
     out, seed, teacher, record = plan
     flags = ["--teacher", teacher.resolve(), "--distill-temperature", args.temperature,
-             "--distill-weight", args.weight]  # fmt: skip
+             "--distill-weight", args.weight, *shlex.split(args.student_recipe)]  # fmt: skip
     return train(out, seed, args, *flags, preset=args.student_preset) | record
 
 
@@ -167,6 +168,9 @@ def main(argv=None) -> int:
         help="with --recipe: one student per committee, with its members' seed and split",
     )
     parser.add_argument("--student-preset", help="the students' preset (default: --preset)")
+    parser.add_argument(
+        "--student-recipe", default="", help="the students' flags on top of their preset"
+    )
     parser.add_argument("--temperature", type=float, default=4.0)
     parser.add_argument("--weight", type=float, default=0.7, help="on the teacher's targets")
     parser.add_argument("--jobs", type=int, default=2)
@@ -203,6 +207,7 @@ def main(argv=None) -> int:
         "students": students,
         "distillation": {
             "preset": args.student_preset or args.preset,
+            "recipe": args.student_recipe,
             "temperature": args.temperature,
             "weight": args.weight,
         },

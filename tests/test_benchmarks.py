@@ -115,6 +115,7 @@ def test_committees_benchmark_joins_members_of_different_recipes_on_one_split(sm
     result = run("committees.py", "--preset", "fast", "--epochs", 1, "--committees", 2,
                  "--recipe", "--hidden 16", "--recipe", "--hidden 8,8 --dropout 0",
                  "--distil-each", "--student-preset", "best",
+                 "--student-recipe", "--label-smoothing 0",
                  "--data-dir", small_data.parent, "--out", tmp_path)  # fmt: skip
     members = result["members"]
     assert [(m["committee"], m["seed"], m["recipe"]) for m in members] == [
@@ -133,7 +134,9 @@ def test_committees_benchmark_joins_members_of_different_recipes_on_one_split(sm
         config = read_header(tmp_path / f"student-c{c}" / "model.npz")["training"]["config"]
         assert config["teacher"] == str((tmp_path / f"committee-{c}" / "model.npz").resolve())
         assert config["elastic_alpha"] == 12.0  # the student preset, not the members'
+        assert config["label_smoothing"] == 0.0  # and the student recipe on top
     assert result["distillation"]["preset"] == "best"
+    assert result["distillation"]["recipe"] == "--label-smoothing 0"
     assert "--hidden 8,8 --dropout 0" in shlex.split(result["command"])  # one argument again
 
 
