@@ -4,6 +4,7 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import numlp.bench
@@ -12,12 +13,24 @@ from numlp.cli import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from peers import LibraryProcess, markdown  # noqa: E402
+from shifted_views import moved  # noqa: E402
 
 
 def test_w1_flops_count_forward_and_backward_without_the_input_gradient():
     per_sample = 2 * 784 * 512 * 2 + 2 * 512 * 256 * 3 + 2 * 256 * 10 * 3
     assert w1_flops(1) == per_sample
     assert round(w1_flops(60000) / 1e9) == 144  # the figure
+
+
+def test_moved_images_shift_by_whole_pixels_and_fill_the_freed_edge_with_background():
+    images = np.arange(1, 13, dtype=np.uint8).reshape(1, 3, 4)
+    down_right = moved(images, 1, 1)
+    assert (down_right[0, 1:, 1:] == images[0, :2, :3]).all()
+    assert (down_right[0, 0] == 0).all() and (down_right[0, :, 0] == 0).all()
+    up_left = moved(images, -1, -1)
+    assert (up_left[0, :2, :3] == images[0, 1:, 1:]).all()
+    assert (up_left[0, 2] == 0).all() and (up_left[0, :, 3] == 0).all()
+    assert (moved(images, 0, 0) == images).all() and moved(images, 0, 0) is not images
 
 
 def test_markdown_reports_each_workload_and_the_ratio_to_torch():

@@ -140,6 +140,39 @@ def test_committees_benchmark_joins_members_of_different_recipes_on_one_split(sm
     assert "--hidden 8,8 --dropout 0" in shlex.split(result["command"])  # one argument again
 
 
+def test_shifted_views_benchmark_scores_a_committee_and_a_run_on_their_split(small_data, tmp_path):
+    run("committees.py", "--preset", "fast", "--epochs", 1, "--committees", 1,
+        "--recipe", "--hidden 16", "--recipe", "--hidden 8", "--jobs", 2,
+        "--data-dir", small_data.parent, "--out", tmp_path)  # fmt: skip
+    members = [tmp_path / f"member-s0-r{r}" for r in (0, 1)]
+    result = run("shifted_views.py", "--group", *members, "--group", members[0],
+                 "--data-dir", small_data.parent)  # fmt: skip
+    committee, single = result["groups"]
+    assert committee["runs"] == [str(m) for m in members] and single["seed"] == 0
+    # one view is the plain model: on the split it was trained without, as training scored it
+    recorded = read_header(members[0] / "model.npz")["training"]["val_accuracy"]
+    assert single["val_accuracy"]["1"] == pytest.approx(recorded)
+    for group in result["groups"]:
+        for split in ("val_accuracy", "test_accuracy"):
+            assert list(group[split]) == ["1", "5", "9"]
+            assert all(0.3 < accuracy <= 1 for accuracy in group[split].values())
+    five = [group["test_accuracy"]["5"] for group in (committee, single)]
+    over_groups = result["over_groups"]["test_accuracy"]["5"]
+    assert over_groups["mean"] == pytest.approx(sum(five) / 2)
+    assert over_groups["std"] == pytest.approx(abs(five[0] - five[1]) / 2**0.5)
+
+
+def test_shifted_views_benchmark_refuses_a_group_without_a_shared_split(small_data, tmp_path):
+    run("committees.py", "--preset", "fast", "--epochs", 1, "--hidden", "8", "--committees", 1,
+        "--members", 2, "--data-dir", small_data.parent, "--out", tmp_path)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "shifted_views.py"), "--data-dir", str(small_data.parent),
+         "--group", str(tmp_path / "member-s0"), str(tmp_path / "member-s1")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 1 and "share no validation split" in done.stderr
+
+
 def test_small_batches_benchmark_times_both_ways_quiet_and_busy():
     pytest.importorskip("threadpoolctl")
     result = run("small_batches.py", "--rows", "1", "65", "--calls", "3")
