@@ -6,7 +6,15 @@ import numpy as np
 import pytest
 
 from numlp.layers import Parameter
-from numlp.optim import SGD, Adam, AdamW, clip_grad_norm, make_optimizer
+from numlp.optim import (
+    FLUSH_EVERY,
+    SGD,
+    Adam,
+    AdamW,
+    clip_grad_norm,
+    flush_subnormals,
+    make_optimizer,
+)
 
 
 def param(value, decay=True):
@@ -191,3 +199,36 @@ def test_a_norm_passed_to_step_clips_exactly_as_one_computed_there():
     SGD([b], lr=1.0, clip_norm=1.0).step(grad_norm=global_grad_norm([b]))
     np.testing.assert_array_equal(a.value, b.value)
     np.testing.assert_allclose(b.value, [-0.6, -0.8])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_flushing_zeroes_subnormals_and_leaves_every_other_value_bit_for_bit(dtype):
+    info = np.finfo(dtype)
+    normal = [1.0, -2.5, info.tiny, -info.tiny, info.max, 0.0, np.inf, -np.inf, np.nan]
+    subnormal = [info.tiny / 2, -info.tiny / 4, info.smallest_subnormal, -info.smallest_subnormal]
+    subnormal.append(-0.0)  # becomes +0.0: the same number
+    a = np.array(normal + subnormal, dtype=dtype).reshape(2, 7)
+    before = a.copy()
+    flush_subnormals(a, np.empty_like(a))
+    flat, old = a.ravel(), before.ravel()
+    assert flat[: len(normal)].tobytes() == old[: len(normal)].tobytes()
+    assert (flat[len(normal) :] == 0).all()
+
+
+@pytest.mark.parametrize("make", [lambda ps: Adam(ps, lr=1e-3), lambda ps: SGD(ps, 0.1, 0.9)])
+def test_momentum_of_a_gradient_gone_to_zero_never_lingers_as_subnormals(make):
+    # a unit that stopped firing: its momentum decays towards zero step by step, and must pass
+    # the subnormal range, which slows every later update on many x86 CPUs, without stopping
+    p = Parameter(np.ones(4, dtype=np.float32))
+    optimizer = make([p])
+    name = "m_sum" if isinstance(optimizer, Adam) else "velocity"
+    tiny = np.finfo(np.float32).tiny
+    p.grad[...] = [1e-30, 1e-35, 1.0, 0.0]
+    optimizer.step()
+    for step in range(2, 202):
+        p.grad[...] = [0.0, 0.0, 1.0, 0.0]
+        optimizer.step()
+        momentum = optimizer.state[p][name]
+        if step % FLUSH_EVERY == 0:  # cleared every FLUSH_EVERY steps, not more often
+            assert not ((momentum != 0) & (np.abs(momentum) < tiny)).any()
+    assert momentum[0] == momentum[1] == momentum[3] == 0 and momentum[2] > 0.5

@@ -35,6 +35,40 @@ def clip_grad_norm(params: list[Parameter], max_norm: float, norm: float | None 
     return norm
 
 
+# Momentum takes about 150 steps (beta 0.9) to fall through float32's subnormal range, so
+# clearing it every 8 steps removes all but a few percent of the subnormals a run would hold,
+# at an eighth of the cost of clearing every step (4 integer passes over the parameters).
+FLUSH_EVERY = 8
+
+# The exponent bits of IEEE floats: all zero in zeros and subnormals, and only there.
+_EXPONENT_BITS = {
+    np.dtype(np.float32): (np.int32, np.int32(0x7F800000)),
+    np.dtype(np.float64): (np.int64, np.int64(0x7FF0000000000000)),
+}
+
+
+def flush_subnormals(a: np.ndarray, scratch: np.ndarray) -> None:
+    """Set the subnormal entries of ``a`` (below 1.2e-38 in float32) to zero, in place.
+
+    Why: a momentum sum whose gradient stays zero (a border pixel, a unit that rarely fires)
+    shrinks by ``beta1`` each step, down through the subnormal range before it reaches zero,
+    and many x86 CPUs take a slow microcode assist on every multiply or add that touches a
+    subnormal. On an Intel Xeon here, 23 % of a 2048x2048 layer's Adam moment was subnormal by
+    epoch 40, and its epochs had slowed from 28 to 54 s. NumPy cannot switch on the CPU's
+    flush-to-zero mode, so the optimizer clears them itself, with integer operations on the
+    bits (which take no assist). The values it zeroes are smaller than any step can show.
+    ``scratch``: an array of ``a``'s shape and item size, overwritten.
+    """
+    int_type, exponent = _EXPONENT_BITS.get(a.dtype, (None, None))
+    if int_type is None or not a.flags.c_contiguous:
+        return
+    bits, keep = a.view(int_type), scratch.view(int_type)
+    np.bitwise_and(bits, exponent, out=keep)  # 0 for zeros and subnormals
+    np.minimum(keep, 1, out=keep)
+    np.negative(keep, out=keep)  # all bits set where the number is normal, none where not
+    bits &= keep
+
+
 def _check_number(who: str, name: str, value, low: float, high: float = math.inf, low_open=False):
     ok = isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value)
     if ok:
@@ -178,6 +212,8 @@ class SGD(Optimizer):
             else:
                 v *= self.momentum
                 v += grad
+                if self.steps % FLUSH_EVERY == 0:
+                    flush_subnormals(v, scratch)
             if self.nesterov:
                 np.multiply(v, self.momentum, out=scratch)
                 grad += scratch
@@ -222,6 +258,8 @@ class Adam(Optimizer):
         m_sum, v_sum, s = state["m_sum"], state["v_sum"], scratch
         m_sum *= self.beta1
         m_sum += grad
+        if self.steps % FLUSH_EVERY == 0:
+            flush_subnormals(m_sum, s)
         v_sum *= self.beta2
         np.multiply(grad, grad, out=s)
         v_sum += s
