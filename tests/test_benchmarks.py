@@ -173,6 +173,16 @@ def test_shifted_views_benchmark_refuses_a_group_without_a_shared_split(small_da
     assert done.returncode == 1 and "share no validation split" in done.stderr
 
 
+def test_subnormals_benchmark_times_adam_steps_both_ways_for_each_fraction():
+    result = run("subnormals.py", "--shape", 64, 32, "--fractions", 0, 0.5, "--steps", 3,
+                 "--rounds", 2)  # fmt: skip
+    assert result["shape"] == [64, 32] and result["cpu"]
+    assert list(result["ms_per_adam_step"]) == ["0.0", "0.5"]
+    for ways in result["ms_per_adam_step"].values():
+        assert list(ways) == ["flushed", "not flushed"]
+        assert all(0 < w["min"] <= w["median"] <= w["max"] for w in ways.values())
+
+
 def test_small_batches_benchmark_times_both_ways_quiet_and_busy():
     pytest.importorskip("threadpoolctl")
     result = run("small_batches.py", "--rows", "1", "65", "--calls", "3")
