@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
 import statistics
 import sys
 import time
@@ -76,7 +77,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json")
-    args = parser.parse_args(argv)
+    given = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+    args = parser.parse_args(given)
     results = {}
     for fraction in args.fractions:
         seen = {"flushed": [], "not flushed": []}
@@ -86,7 +88,7 @@ def main(argv=None) -> int:
         results[str(fraction)] = {way: spread_ms(values) for way, values in seen.items()}
     emit(
         {
-            "command": "python benchmarks/subnormals.py " + " ".join(sys.argv[1:]),
+            "command": shlex.join(["python", "benchmarks/subnormals.py", *given]),
             "cpu": cpu_name(),
             "shape": args.shape,
             "steps": args.steps,
