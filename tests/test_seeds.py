@@ -14,8 +14,9 @@ import pytest
 
 from numlp.cli import main
 from numlp.config import load_config
+from numlp.data.datasets import DataSource
 from numlp.io import load_model
-from numlp.run import run_training
+from numlp.run import Console, run_training
 
 SEEDS = sorted((Path(__file__).resolve().parents[1] / "examples" / "seeds").glob("*.toml"))
 
@@ -29,7 +30,8 @@ def test_each_seed_config_trains_one_epoch(path, small_data, tmp_path, capsys):
     config = load_config(path).updated(dataset="kmnist", epochs=1)
     out = tmp_path / "run"
     stream = io.StringIO()
-    summary = run_training(config, out, data_dir=small_data.parent, stream=stream, threads=1)
+    summary = run_training(config, out, source=DataSource(small_data.parent),
+                           console=Console(stream), threads=1)  # fmt: skip
     # every loss reports accuracy; seed 003's sigmoids start slowly (chance for ~2 full epochs)
     floor = 0.0 if config.loss == "mse" else 0.2
     assert summary["train_accuracy"] >= floor and summary["test_accuracy"] >= floor, summary
@@ -56,7 +58,8 @@ def test_each_seed_config_trains_one_epoch(path, small_data, tmp_path, capsys):
 
 def test_a_sigmoid_head_predicts_each_class_own_probability(small_data, tmp_path, capsys):
     config = load_config(SEEDS[2]).updated(dataset="kmnist", epochs=1)
-    run_training(config, tmp_path / "run", data_dir=small_data.parent, stream=io.StringIO())
+    run_training(config, tmp_path / "run", source=DataSource(small_data.parent),
+                 console=Console(io.StringIO()))  # fmt: skip
     model, _ = load_model(tmp_path / "run" / "model.npz")
     x = np.random.default_rng(0).random((5, 28, 28)).astype(np.float32)
     proba = model.predict_proba(x)
@@ -82,7 +85,7 @@ def test_flattened_input_models_evaluate_and_predict_on_28x28_images(small_data,
 def test_no_shuffle_trains_in_file_order(small_data, tmp_path):
     from numlp import preprocess
     from numlp.data.datasets import load_dataset
-    from numlp.run import build_model, make_loss
+    from numlp.parts import build_loss, build_model
     from numlp.train import Callback
 
     class Losses(Callback):
@@ -96,12 +99,12 @@ def test_no_shuffle_trains_in_file_order(small_data, tmp_path):
     data = load_dataset("kmnist", data_dir=small_data.parent)
     x = preprocess.apply(data.x_train[:64], preprocess.IMAGE_SCALING)
     model = build_model(config, x.shape[1:], 10)  # the same seeded start as the run's
-    first = make_loss(config).forward(model.forward(x, head=False), data.y_train[:64])
+    first = build_loss(config).forward(model.forward(x, head=False), data.y_train[:64])
     for shuffle in (False, True):
         seen = Losses()
         run = tmp_path / str(shuffle)
-        run_training(config.updated(shuffle=shuffle), run, data_dir=small_data.parent,
-                     stream=io.StringIO(), callbacks=[seen], threads=1)  # fmt: skip
+        run_training(config.updated(shuffle=shuffle), run, source=DataSource(small_data.parent),
+                     console=Console(io.StringIO()), callbacks=[seen], threads=1)  # fmt: skip
         # the first step sees the first 64 images of the file only when not shuffled
         assert (seen.losses[0] == pytest.approx(first, rel=1e-5)) == (not shuffle)
 
@@ -109,7 +112,7 @@ def test_no_shuffle_trains_in_file_order(small_data, tmp_path):
 @pytest.mark.parametrize(
     "settings, words",
     [
-        ({"loss": "mse"}, "label_smoothing applies to cross_entropy only"),
+        ({"loss": "mse"}, "label_smoothing does not apply to mse"),
         ({"loss": "bce", "output": "softmax", "label_smoothing": 0.0}, "does not go with"),
         ({"init": "normal:-1"}, "init = 'normal:-1' is invalid"),
         ({"bias_init": "gaussian"}, "bias_init = 'gaussian' is invalid"),

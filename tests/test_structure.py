@@ -12,18 +12,19 @@ SOURCE = Path(__file__).resolve().parents[1] / "src"
 
 FLOORS = {
     # plain helpers and the loop's small parts: NumPy (or nothing) only
-    1: "_version atomic checks init metrics npyfile preprocess rundir schedules threads "
+    0: "registry",  # names -> parts, one registry per kind of part
+    1: "_version atomic checks init metrics npyfile preprocess rundir threads schedules "
     "data.augment data.images train.batches train.callbacks train.state",
     2: "layers data.idx",  # the math, and the file format datasets come in
     3: "losses optim data.catalog",
-    4: "train.scoring gradcheck data.download",
+    4: "scoring gradcheck data.download",
     5: "train.loop",  # the training loop needs no model class
     6: "train data.datasets",
     7: "model committee data data.convert progress",
-    8: "io export sklearn config",  # files, other formats, settings
-    9: "checkpoint bench",
-    10: "run",  # config -> data, model, fit, files
-    11: "report serve ensemble sweep.space sweep.storage",
+    8: "io export config",  # files, other formats, settings
+    9: "checkpoint bench ensemble parts",  # a config's parts; committees joined from files
+    10: "run sklearn",  # config -> data, parts, fit, files: single runs, committees, trials
+    11: "report serve sweep.space sweep.storage",
     12: "sweep.trial",  # a trial is a run of numlp train
     13: "sweep.worker sweep.show",
     14: "sweep.driver",

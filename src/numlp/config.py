@@ -25,12 +25,12 @@ from numlp.data.augment import Augment
 from numlp.data.catalog import NAME_PATTERN
 from numlp.data.datasets import DATASETS
 from numlp.layers import ACTIVATIONS
+from numlp.losses import LOSSES, SoftmaxCrossEntropy
 from numlp.model import OUTPUTS
 from numlp.optim import OPTIMIZERS
 from numlp.schedules import SCHEDULES
 
 DATASET_NAMES = tuple(DATASETS)
-LOSS_NAMES = ("cross_entropy", "mse", "bce")
 
 
 def setting(default, help: str, choices=None):
@@ -66,9 +66,9 @@ class TrainConfig:
     bias_init: str = setting("zeros", "bias initialiser: zeros, constant:V, normal:STD or "
                              "uniform:LOW,HIGH")  # fmt: skip
     loss: str = setting(
-        "cross_entropy", "loss: cross_entropy (softmax), mse or bce (one-hot targets)", LOSS_NAMES
+        "cross_entropy", "loss: cross_entropy (softmax), mse or bce (one-hot targets)", LOSSES
     )
-    optimizer: str = setting("adamw", "update rule", tuple(OPTIMIZERS))
+    optimizer: str = setting("adamw", "update rule", OPTIMIZERS)
     lr: float = setting(1e-3, "peak learning rate")
     momentum: float = setting(0.9, "SGD momentum (Nesterov when > 0)")
     weight_decay: float = setting(0.0, "weight decay (decoupled for AdamW)")
@@ -135,16 +135,17 @@ class TrainConfig:
                 check(getattr(self, key))
             except ValueError as err:
                 need(False, key, str(err).split("; ", 1)[-1])
+        loss = LOSSES.entry(self.loss)  # registered: checked with the choices above
         need(
-            (self.loss, self.output) not in (("cross_entropy", "sigmoid"), ("bce", "softmax")),
+            self.output in loss.facts.get("outputs", OUTPUTS),
             "loss",
-            f"it does not go with output = {self.output!r}: cross_entropy takes logits or a "
-            "softmax, bce logits or a sigmoid",
+            f"it does not go with output = {self.output!r}: {self.loss} takes "
+            f"{' or '.join(loss.facts.get('outputs', OUTPUTS))}",
         )
         need(
-            self.loss == "cross_entropy" or not self.label_smoothing,
+            not self.label_smoothing or "label_smoothing" in loss.settings,
             "loss",
-            "label_smoothing applies to cross_entropy only: set label_smoothing = 0",
+            f"label_smoothing does not apply to {self.loss}: set label_smoothing = 0",
         )
         need(0 <= self.dropout < 1, "dropout", "it must be in [0, 1)")
         need(_positive(self.lr), "lr", "it must be a positive number")
@@ -178,7 +179,7 @@ class TrainConfig:
             f"it must be an integer from 1 to {MAX_MEMBERS} (1: a single model)",
         )
         need(
-            not self.teacher or (self.loss, self.output) == ("cross_entropy", "logits"),
+            not self.teacher or (LOSSES[self.loss], self.output) == (SoftmaxCrossEntropy, "logits"),
             "teacher",
             'distillation trains logits with the cross-entropy: set loss = "cross_entropy" '
             'and output = "logits"',

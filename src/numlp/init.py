@@ -1,23 +1,48 @@
 """Weight and bias initialisers: He, Xavier/Glorot, LeCun (normal and uniform), which suits
 which, and fixed-scale draws as hand-written networks use them (``normal:0.01`` is N(0, 0.01²),
-``uniform:-0.1,0.1`` is U[-0.1, 0.1), ``constant:0.1`` for biases)."""
+``uniform:-0.1,0.1`` is U[-0.1, 0.1), ``constant:0.1`` for biases).
+
+The named ones are registered in :data:`INITIALIZERS`: an initialiser of your own joins with
+``INITIALIZERS.register("name", draw)``, where ``draw(in_features, out_features, shape, rng)``
+returns an array of ``shape``; configs, layers and model files then take its name.
+"""
 
 from __future__ import annotations
 
 import numpy as np
+
+from numlp.registry import Registry
 
 # scale = gain / fan: He keeps the variance of ReLU outputs (half are zero, so gain 2),
 # LeCun keeps the variance of linear/SELU-like outputs, Xavier averages fan-in and fan-out
 # so that both the forward signal and the backward gradient keep their variance (tanh, sigmoid).
 _SCHEMES = {"he": (2.0, "in"), "lecun": (1.0, "in"), "xavier": (2.0, "avg")}
 
-INITIALIZERS = tuple(f"{s}_{d}" for s in _SCHEMES for d in ("normal", "uniform"))
+
+def _scheme(gain: float, fan: str, distribution: str):
+    """The draw of a variance-keeping scheme: normal, or uniform on ``[-a, a]`` with
+    ``a = sqrt(3 * variance)``, both of variance ``gain / fan``."""
+
+    def draw(in_features: int, out_features: int, shape, rng: np.random.Generator):
+        var = gain / (in_features if fan == "in" else in_features + out_features)
+        if distribution == "normal":
+            return rng.normal(0.0, np.sqrt(var), size=shape)
+        limit = np.sqrt(3.0 * var)
+        return rng.uniform(-limit, limit, size=shape)
+
+    return draw
+
+
+INITIALIZERS = Registry("weight initialiser")
+for _name, (_gain, _fan) in _SCHEMES.items():
+    for _distribution in ("normal", "uniform"):
+        INITIALIZERS.register(f"{_name}_{_distribution}", _scheme(_gain, _fan, _distribution),
+                              variance=(_gain, _fan))  # fmt: skip
 
 
 def variance(name: str, in_features: int, out_features: int) -> float:
-    """Target variance of the weights for initialiser ``name`` (e.g. ``"he_normal"``)."""
-    scheme, _ = _split(name)
-    gain, fan = _SCHEMES[scheme]
+    """Target variance of the weights for the scheme ``name`` (e.g. ``"he_normal"``)."""
+    gain, fan = INITIALIZERS.entry(name).facts["variance"]
     denominator = in_features if fan == "in" else (in_features + out_features)
     return gain / denominator
 
@@ -113,14 +138,7 @@ def initialize(
 
 
 def _scheme_draw(name, in_features, out_features, shape, rng, dtype) -> np.ndarray:
-    _, distribution = _split(name)
-    var = variance(name, in_features, out_features)
-    if distribution == "normal":
-        w = rng.normal(0.0, np.sqrt(var), size=shape)
-    else:
-        limit = np.sqrt(3.0 * var)
-        w = rng.uniform(-limit, limit, size=shape)
-    return w.astype(dtype)
+    return np.asarray(INITIALIZERS[name](in_features, out_features, shape, rng)).astype(dtype)
 
 
 def recommended(activation: str | None) -> str:
@@ -132,12 +150,3 @@ def recommended(activation: str | None) -> str:
     if activation in ("ReLU", "LeakyReLU", "GELU"):
         return "he_normal"
     return "xavier_uniform"
-
-
-def _split(name: str) -> tuple[str, str]:
-    scheme, _, distribution = name.partition("_")
-    if scheme not in _SCHEMES or distribution not in ("normal", "uniform"):
-        raise ValueError(
-            f"unknown initialiser {name!r}; choose one of {', '.join(INITIALIZERS)} or 'auto'"
-        )
-    return scheme, distribution

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from numlp import init as initializers
+from numlp.registry import Registry
 
 
 class Parameter:
@@ -497,38 +498,28 @@ def softmax(x: np.ndarray) -> np.ndarray:
     return z
 
 
-# The activations a config names by lower-case name (the CLI's --activation).
-ACTIVATION_LAYERS: dict[str, type[Layer]] = {
-    "relu": ReLU,
-    "leaky_relu": LeakyReLU,
-    "tanh": Tanh,
-    "sigmoid": Sigmoid,
-    "gelu": GELU,
-}
-ACTIVATIONS = tuple(ACTIVATION_LAYERS)
+# The activations a config names by lower-case name (the CLI's --activation); one of your own
+# joins with ACTIVATIONS.register("name", MyActivation).
+ACTIVATIONS = Registry("activation")
+for _name, _cls in (("relu", ReLU), ("leaky_relu", LeakyReLU), ("tanh", Tanh),
+                    ("sigmoid", Sigmoid), ("gelu", GELU)):  # fmt: skip
+    ACTIVATIONS.register(_name, _cls)
 
 
 def activation(name: str) -> Layer:
-    """Build an activation layer from its lower-case name (used by the CLI and config files)."""
-    if name not in ACTIVATION_LAYERS:
-        raise ValueError(f"unknown activation {name!r}; choose one of {', '.join(ACTIVATIONS)}")
-    return ACTIVATION_LAYERS[name]()
+    """Build an activation layer from its registered name (used by the CLI and config files)."""
+    return ACTIVATIONS.build(name)
 
 
-# The layer names a model file may use: an explicit list, so that a file can only ever build
-# these classes. A layer of your own joins with register_layer(MyLayer).
-LAYERS: dict[str, type[Layer]] = {
-    cls.__name__: cls
-    for cls in (Dense, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax, Dropout, BatchNorm, Flatten)
-}
+# The layer names a model file may use: an explicit registry, so that a file can only ever
+# build these classes. A layer of your own joins with register_layer(MyLayer).
+LAYERS = Registry("layer")
+for _cls in (Dense, ReLU, LeakyReLU, Sigmoid, Tanh, GELU, Softmax, Dropout, BatchNorm, Flatten):
+    LAYERS.register(_cls.__name__, _cls)
 
 
 def register_layer(cls: type[Layer]) -> type[Layer]:
     """Let model files name ``cls`` (usable as a class decorator); refuses a taken name."""
     if not (isinstance(cls, type) and issubclass(cls, Layer)):
         raise TypeError(f"register_layer takes a Layer subclass, got {cls!r}")
-    taken = LAYERS.get(cls.__name__)
-    if taken is not None and taken is not cls:
-        raise ValueError(f"a layer named {cls.__name__!r} is already registered ({taken!r})")
-    LAYERS[cls.__name__] = cls
-    return cls
+    return LAYERS.register(cls.__name__, cls)

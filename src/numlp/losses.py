@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 
 from numlp.layers import Sigmoid, Softmax, sigmoid
+from numlp.registry import Registry
 
 
 class Loss:
@@ -267,4 +268,13 @@ class Distillation(Loss):
         }
 
 
-LOSSES = {"cross_entropy": SoftmaxCrossEntropy, "mse": MSE, "bce": BCEWithLogits}
+# The losses a config names. ``settings``: the run settings each takes; ``words``: how a
+# report names it; ``outputs``: the model outputs (TrainConfig.output) it goes with;
+# ``reported``: a report's loss for a model trained with it (its own, without smoothing).
+LOSSES = Registry("loss")
+LOSSES.register(
+    "cross_entropy", SoftmaxCrossEntropy, settings=("label_smoothing",), words="cross-entropy",
+    outputs=("logits", "softmax"),
+)  # fmt: skip
+LOSSES.register("mse", MSE, words="MSE", outputs=("logits", "softmax", "sigmoid"))
+LOSSES.register("bce", BCEWithLogits, words="binary cross-entropy", outputs=("logits", "sigmoid"))
