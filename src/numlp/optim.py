@@ -13,6 +13,8 @@ import math
 import numpy as np
 
 from numlp.layers import Parameter
+from numlp.registry import Registry
+from numlp.schedules import Schedule, SchedulePlan
 
 
 def global_grad_norm(params: list[Parameter]) -> float:
@@ -88,19 +90,30 @@ class Optimizer:
     params : list of Parameter
         What to update, usually ``model.parameters()``.
     lr : float
-        Learning rate; ``fit`` overwrites ``optimizer.lr`` each step when a schedule is given.
+        Learning rate: the peak rate a ``schedule`` starts from, else the rate of every step.
+        ``optimizer.lr`` is always the rate of the latest step.
     weight_decay : float
         L2 penalty ``weight_decay / 2 * sum(W**2)`` over parameters with ``decay=True``
         (weights, not biases); added to the gradient, and reported by :meth:`penalty` so that
         the loss ``fit`` reports is the loss actually minimised.
     clip_norm : float or None
-        If set, gradients are scaled so that their global norm is at most this.
+        If set, gradients are scaled so that their global norm is at most this (0: off).
+    schedule : Schedule or SchedulePlan, optional
+        The learning rate of each step, asked before it (step 0, 1, ...). A
+        :class:`~numlp.schedules.SchedulePlan` (``plan("cosine")``) is built from ``lr`` by
+        :meth:`plan_schedule` once the run's length is known (``fit`` does it). The optimizer
+        owns its rate: nothing else sets ``lr``.
     """
 
     decoupled_decay = False
 
     def __init__(
-        self, params, lr: float, weight_decay: float = 0.0, clip_norm: float | None = None
+        self,
+        params,
+        lr: float,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+        schedule: Schedule | SchedulePlan | None = None,
     ):
         who = type(self).__name__
         self.params = list(params)
@@ -116,19 +129,34 @@ class Optimizer:
         _check_number(who, "lr", lr, 0.0, low_open=True)
         _check_number(who, "weight_decay", weight_decay, 0.0)
         if clip_norm is not None:
-            _check_number(who, "clip_norm", clip_norm, 0.0, low_open=True)
-        self.lr = float(lr)
+            _check_number(who, "clip_norm", clip_norm, 0.0)
+        if not (schedule is None or callable(schedule) or isinstance(schedule, SchedulePlan)):
+            raise ValueError(f"{who}: schedule must be a Schedule, a plan or a function of the "
+                             f"step, got {type(schedule).__name__}")  # fmt: skip
+        self.base_lr = self.lr = float(lr)
+        self.schedule = schedule
         self.weight_decay = float(weight_decay)
-        self.clip_norm = clip_norm
+        self.clip_norm = clip_norm or None
         self.steps = 0
         self.state: dict[Parameter, dict[str, np.ndarray]] = {p: {} for p in self.params}
         # One work array per parameter, reused every step: large temporaries are allocated
         # and page-faulted anew on every step otherwise, which costs as much as the update.
         self._scratch: dict[Parameter, np.ndarray] = {}
 
+    def plan_schedule(self, epochs: int, steps_per_epoch: int) -> None:
+        """Turn a :class:`~numlp.schedules.SchedulePlan` into the schedule of a run of
+        ``epochs`` of ``steps_per_epoch`` steps, peaking at ``lr``; other schedules stay."""
+        if isinstance(self.schedule, SchedulePlan):
+            self.schedule = self.schedule.build(epochs, steps_per_epoch, self.base_lr)
+
     def step(self, grad_norm: float | None = None) -> float | None:
-        """Apply one update from the current gradients. ``grad_norm``, if the caller computed
-        it, spares clipping a second pass. Returns the pre-clip norm if clipping is on."""
+        """Apply one update from the current gradients, at the rate the schedule gives for
+        this step. ``grad_norm``, if the caller computed it, spares clipping a second pass.
+        Returns the pre-clip norm if clipping is on."""
+        if self.schedule is not None:
+            if isinstance(self.schedule, SchedulePlan):
+                raise ValueError("the schedule plan has no length yet: call plan_schedule first")
+            self.lr = self.schedule(self.steps)
         norm = clip_grad_norm(self.params, self.clip_norm, grad_norm) if self.clip_norm else None
         self.steps += 1
         for p in self.params:
@@ -197,9 +225,10 @@ class SGD(Optimizer):
     """
 
     def __init__(
-        self, params, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clip_norm=None
-    ):
-        super().__init__(params, lr, weight_decay, clip_norm)
+        self, params, lr=0.01, momentum=0.0, nesterov=False, weight_decay=0.0, clip_norm=None,
+        schedule=None,
+    ):  # fmt: skip
+        super().__init__(params, lr, weight_decay, clip_norm, schedule)
         _check_number("SGD", "momentum", momentum, 0.0, 1.0)
         if nesterov and momentum == 0:
             raise ValueError("SGD: nesterov=True needs momentum > 0")
@@ -237,9 +266,10 @@ class Adam(Optimizer):
     """
 
     def __init__(
-        self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, clip_norm=None
-    ):
-        super().__init__(params, lr, weight_decay, clip_norm)
+        self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0, clip_norm=None,
+        schedule=None,
+    ):  # fmt: skip
+        super().__init__(params, lr, weight_decay, clip_norm, schedule)
         who = type(self).__name__
         _check_number(who, "beta1", beta1, 0.0, 1.0)
         _check_number(who, "beta2", beta2, 0.0, 1.0)
@@ -297,16 +327,29 @@ class AdamW(Adam):
     decoupled_decay = True
 
     def __init__(
-        self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, clip_norm=None
-    ):
-        super().__init__(params, lr, beta1, beta2, eps, weight_decay, clip_norm)
+        self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, clip_norm=None,
+        schedule=None,
+    ):  # fmt: skip
+        super().__init__(params, lr, beta1, beta2, eps, weight_decay, clip_norm, schedule)
 
 
-OPTIMIZERS = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+def sgd(params, lr=0.01, momentum=0.0, weight_decay=0.0, clip_norm=None, schedule=None,
+        nesterov=None) -> SGD:  # fmt: skip
+    """SGD as a run builds it by name: Nesterov momentum whenever there is momentum."""
+    nesterov = momentum > 0 if nesterov is None else nesterov
+    return SGD(params, lr, momentum, nesterov, weight_decay, clip_norm, schedule)
+
+
+# The optimizers a config names, with the run settings each takes. One of your own joins with
+# OPTIMIZERS.register("name", factory, settings=("lr", ...)); its factory takes the parameter
+# list first, those settings and ``schedule`` as keywords.
+OPTIMIZERS = Registry("optimizer")
+_SHARED = ("lr", "weight_decay", "clip_norm")
+OPTIMIZERS.register("sgd", sgd, settings=(*_SHARED, "momentum"))
+OPTIMIZERS.register("adam", Adam, settings=_SHARED)
+OPTIMIZERS.register("adamw", AdamW, settings=_SHARED)
 
 
 def make_optimizer(name: str, params, **kwargs) -> Optimizer:
-    """Build an optimizer by lower-case name (``sgd``, ``adam``, ``adamw``)."""
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {', '.join(OPTIMIZERS)}")
+    """Build a registered optimizer by name (``sgd``, ``adam``, ``adamw``...)."""
     return OPTIMIZERS[name](params, **kwargs)

@@ -1,13 +1,17 @@
 """Learning-rate schedules: functions of the optimizer step (0, 1, 2, ...) that return a rate.
 
-``fit`` asks the schedule once per step and sets ``optimizer.lr``; schedules hold no state,
-so resuming a run only needs the step number.
+An optimizer owns its schedule and asks it before every step; schedules hold no state, so
+resuming a run only needs the step number. ``SCHEDULES`` names them for configs: a schedule of
+your own joins with ``SCHEDULES.register("name", factory)``, where ``factory(lr, total_steps)``
+returns a :class:`Schedule` (warm-up is added around it).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+from numlp.registry import Registry
 
 
 class Schedule:
@@ -115,53 +119,50 @@ class Warmup(Schedule):
         return self.schedule(step - self.warmup_steps)
 
 
-SCHEDULES = ("constant", "step", "cosine", "onecycle")
+# ``own_warmup``: the schedule warms up by itself, so a run's warm-up must be 0 with it.
+SCHEDULES = Registry("schedule")
+SCHEDULES.register("constant", lambda lr, total_steps: Constant(lr))
+SCHEDULES.register(
+    "step", lambda lr, total_steps: StepDecay(lr, step_size=max(total_steps // 3, 1), gamma=0.1)
+)
+SCHEDULES.register("cosine", lambda lr, total_steps: Cosine(lr, total_steps))
+SCHEDULES.register("onecycle", lambda lr, total_steps: OneCycle(lr, total_steps), own_warmup=True)
 
 
 def make_schedule(name: str, lr: float, total_steps: int, warmup_steps: int = 0) -> Schedule:
-    """Build a schedule by name for a run of ``total_steps`` optimizer steps.
+    """Build a registered schedule by name for a run of ``total_steps`` optimizer steps.
 
     ``step`` divides the rate by ten after each third of the run (after warm-up); ``cosine``
     anneals to zero at the last step; ``onecycle`` has its own warm-up phase, so
     ``warmup_steps`` must be 0 with it.
     """
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
+    entry = SCHEDULES.entry(name)
     if warmup_steps < 0 or warmup_steps >= total_steps:
         raise ValueError(
             f"warm-up of {warmup_steps} steps does not fit in a run of {total_steps} steps"
         )
-    rest = total_steps - warmup_steps
-    if name == "constant":
-        schedule: Schedule = Constant(lr)
-    elif name == "step":
-        schedule = StepDecay(lr, step_size=max(rest // 3, 1), gamma=0.1)
-    elif name == "cosine":
-        schedule = Cosine(lr, rest)
-    else:
-        if warmup_steps:
-            raise ValueError("the onecycle schedule warms up by itself: use warmup 0 with it")
-        schedule = OneCycle(lr, total_steps)
+    if warmup_steps and entry.facts.get("own_warmup"):
+        raise ValueError(f"the {name} schedule warms up by itself: use warmup 0 with it")
+    schedule = entry.factory(lr, total_steps - warmup_steps)
     return Warmup(schedule, warmup_steps) if warmup_steps else schedule
 
 
 @dataclass(frozen=True)
 class SchedulePlan:
-    """A schedule by name whose length is not known yet: ``fit`` builds it once it knows how
-    many steps the run has (after the validation split, at its batch size), so that no caller
-    has to work the step count out for itself."""
+    """A schedule by name whose length is not known yet: the optimizer builds it from its own
+    learning rate once ``fit`` knows how many steps the run has (after the validation split,
+    at its batch size), so that no caller has to work the step count out for itself."""
 
     name: str
-    lr: float
     warmup_epochs: float = 0.0
 
-    def build(self, epochs: int, steps_per_epoch: int) -> Schedule:
+    def build(self, epochs: int, steps_per_epoch: int, lr: float) -> Schedule:
         warmup = int(round(self.warmup_epochs * steps_per_epoch))
-        return make_schedule(self.name, self.lr, epochs * steps_per_epoch, warmup)
+        return make_schedule(self.name, lr, epochs * steps_per_epoch, warmup)
 
 
-def plan(name: str, lr: float, warmup_epochs: float = 0.0) -> SchedulePlan:
-    """``fit(..., schedule=plan("cosine", 1e-3, warmup_epochs=1))``: see :class:`SchedulePlan`."""
-    if name not in SCHEDULES:
-        raise ValueError(f"unknown schedule {name!r}; choose one of {', '.join(SCHEDULES)}")
-    return SchedulePlan(name, lr, warmup_epochs)
+def plan(name: str, warmup_epochs: float = 0.0) -> SchedulePlan:
+    """``SGD(params, lr=0.1, schedule=plan("cosine", warmup_epochs=1))``: the rate peaks at the
+    optimizer's ``lr``; see :class:`SchedulePlan`."""
+    SCHEDULES.entry(name)  # refuses an unknown name now, not when training starts
+    return SchedulePlan(name, warmup_epochs)

@@ -12,7 +12,6 @@ from numlp.train.callbacks import (
     format_epoch,
 )
 from numlp.train.loop import MAX_GRAD_NORM, TrainingDiverged, fit, train_step
-from numlp.train.scoring import Scorer
 from numlp.train.state import TrainState
 
 __all__ = [
@@ -23,7 +22,6 @@ __all__ = [
     "EarlyStopping",
     "EpochLogger",
     "History",
-    "Scorer",
     "TrainState",
     "TrainingContext",
     "TrainingDiverged",

@@ -24,10 +24,10 @@ from numlp.checks import check_inputs
 from numlp.losses import Loss, SoftmaxCrossEntropy
 from numlp.optim import Adam, Optimizer, global_grad_norm
 from numlp.schedules import Schedule, SchedulePlan
+from numlp.scoring import Scorer
 from numlp.threads import ThreadGovernor
 from numlp.train.batches import BatchStream, validation_indices
 from numlp.train.callbacks import CallbackList, EpochLogger, History, TrainingContext
-from numlp.train.scoring import Scorer
 from numlp.train.state import TrainState
 
 
@@ -68,8 +68,10 @@ def fit(
     optimizer : Optimizer, default ``Adam(model.parameters())``
     loss : Loss, default ``SoftmaxCrossEntropy()``
     schedule : Schedule or SchedulePlan, optional
-        Asked for the learning rate before every step (step 0, 1, ...). A
-        :func:`numlp.schedules.plan` is built here, once the number of steps is known.
+        Handed to the optimizer, which owns it (the same as ``Adam(..., schedule=...)``): it
+        gives the learning rate of every step (step 0, 1, ...). A
+        :func:`numlp.schedules.plan` is built from the optimizer's ``lr`` once the number of
+        steps is known.
     validation_data : (x_val, y_val), optional
         Evaluated after every epoch, in inference mode.
     validation_split : float
@@ -116,6 +118,8 @@ def fit(
     """
     loss = loss or SoftmaxCrossEntropy()
     optimizer = optimizer or Adam(model.parameters())
+    if schedule is not None:
+        optimizer.schedule = schedule
     _check_settings(model, epochs, batch_size, optimizer, loss, augment, validation_data,
                     validation_split)  # fmt: skip
     governor = ThreadGovernor(threads) if threads is not None else None
@@ -146,9 +150,8 @@ def fit(
     batches = BatchStream(
         x, y, index, batch_size, rng, shuffle, augment=augment, augment_key=augment_key
     )
-    if isinstance(schedule, SchedulePlan):
-        schedule = schedule.build(epochs, len(batches))
-    loop = _Loop(model, optimizer, loss, schedule, batches, rng, max_grad_norm)
+    optimizer.plan_schedule(epochs, len(batches))
+    loop = _Loop(model, optimizer, loss, batches, rng, max_grad_norm)
     loop.governor = governor
     loop.state = TrainState(
         rng_epoch_start=rng.bit_generator.state,
@@ -163,8 +166,8 @@ def fit(
 class _Loop:
     """One fit's moving parts: the epochs, the steps within them, and the training state."""
 
-    def __init__(self, model, optimizer, loss, schedule, batches, rng, max_grad_norm):
-        self.model, self.optimizer, self.loss, self.schedule = model, optimizer, loss, schedule
+    def __init__(self, model, optimizer, loss, batches, rng, max_grad_norm):
+        self.model, self.optimizer, self.loss = model, optimizer, loss
         self.batches, self.rng, self.max_grad_norm = batches, rng, max_grad_norm
         self.state = TrainState()
         self.governor: ThreadGovernor | None = None
@@ -176,7 +179,8 @@ class _Loop:
 
     def run(self, epochs: int, validation_data, callbacks: CallbackList, samples: int):
         context = TrainingContext(
-            self.model, self.optimizer, self.loss, self.schedule, epochs, len(self.batches),
+            self.model, self.optimizer, self.loss, self.optimizer.schedule, epochs,
+            len(self.batches),
             samples, snapshot=self.snapshot,
         )  # fmt: skip
         history = context.history
@@ -214,8 +218,6 @@ class _Loop:
         else:
             state.rng_epoch_start = self.rng.bit_generator.state
         for xb, yb in self.batches.epoch(skip, epoch):
-            if self.schedule is not None:
-                self.optimizer.lr = self.schedule(self.optimizer.steps)
             batch_loss, outputs = train_step(
                 self.model, self.loss, self.optimizer, xb, yb, self.max_grad_norm,
                 self.scorer.fused,
