@@ -15,7 +15,7 @@ import numpy as np
 
 from numlp.checks import check_inputs
 from numlp.layers import Softmax
-from numlp.losses import check_labels
+from numlp.losses import Loss, check_labels
 
 
 class Committee:
@@ -69,19 +69,33 @@ class Committee:
         """Predicted class ids ``(batch,)``: the class with the highest mean probability."""
         return self.predict_proba(x, batch_size).argmax(axis=1)
 
-    def evaluate(self, x, y, batch_size: int = 8192) -> dict:
-        """``{"loss": ..., "accuracy": ...}`` on ``(x, y)``: the cross-entropy of the mean
-        probabilities (what the committee claims) and the share of right answers."""
+    def evaluate(self, x, y, loss: Loss | None = None, batch_size: int = 8192) -> dict:
+        """``{"loss": ..., "accuracy": ...}`` on ``(x, y)``, as :meth:`Sequential.evaluate
+        <numlp.model.Sequential.evaluate>`: by default the cross-entropy of the mean
+        probabilities (what the committee claims); a ``loss`` is given their logarithms as
+        logits (``softmax(log p) = p``)."""
         x = check_inputs(x, self.input_shape)
         if len(x) == 0:
             raise ValueError("evaluate: got an empty dataset")
         y = check_labels(y, len(x), self.classes, "evaluate: y")
         proba = self.predict_proba(x, batch_size)
+        accuracy = float(np.mean(proba.argmax(axis=1) == y))
+        if loss is not None:
+            log_p = np.log(np.clip(proba, 1e-12, None))
+            loss.see_inputs(x)
+            return {"loss": float(loss.forward(log_p, y)), "accuracy": accuracy}
         picked = np.clip(proba[np.arange(len(y)), y].astype(np.float64), 1e-12, None)
-        return {
-            "loss": float(-np.log(picked).mean()),
-            "accuracy": float(np.mean(proba.argmax(axis=1) == y)),
-        }
+        return {"loss": float(-np.log(picked).mean()), "accuracy": accuracy}
+
+    def default_loss(self):
+        """None: :meth:`evaluate` scores the mean probabilities with the cross-entropy."""
+        return None
+
+    def describe(self) -> str:
+        """One line for reports: ``a committee of 3 members (784-512-10, ...) averaging
+        probabilities``."""
+        widths = ", ".join(describe_widths(m) for m in self.members)
+        return f"a committee of {len(self.members)} members ({widths}) averaging probabilities"
 
     def count_parameters(self) -> int:
         return sum(member.count_parameters() for member in self.members)

@@ -73,7 +73,7 @@ def to_onnx(
         nodes.append(helper.make_node(op, inputs, [name], name=name, **attributes))
         return name
 
-    if isinstance(model, Committee):
+    if len(model.members) > 1:  # a committee: the mean of its members' probabilities
         output = "probabilities"
         means = [
             _probabilities(member, f"members.{i}", node, constant)

@@ -27,8 +27,9 @@ from numlp.layers import (
     softmax,
 )
 from numlp.losses import BCEWithLogits, Loss, SoftmaxCrossEntropy
+from numlp.scoring import Scorer
 from numlp.threads import small_batch_threads
-from numlp.train import Scorer, fit
+from numlp.train import fit
 
 
 class Sequential:
@@ -76,20 +77,8 @@ class Sequential:
     # -- structure ------------------------------------------------------------------------
 
     def _check_chain(self) -> None:
-        """Walk per-sample shapes through the layers; a mismatch names the layer at fault."""
-        shape = self.input_shape
-        for i, layer in enumerate(self.layers):
-            try:
-                if shape is None:  # unknown input (Flatten first): start where a layer fixes it
-                    fixed = layer.expected_input_shape()
-                    shape = layer.output_shape(fixed) if fixed is not None else None
-                else:
-                    shape = layer.output_shape(shape)
-            except ValueError as err:
-                previous = f"layer {i - 1} ({self.layers[i - 1]!r})" if i else "the input"
-                raise ValueError(
-                    f"layer {i} ({layer!r}) does not fit after {previous}: {err}"
-                ) from None
+        """Every layer fits the one before it (see :meth:`output_shapes`)."""
+        self.output_shapes()
 
     def set_input_shape(self, input_shape: tuple[int, ...]) -> None:
         """Fix the per-sample input shape (``fit`` does it from the data when it is unknown)
@@ -104,23 +93,29 @@ class Sequential:
             layer.needs_input_grad = layer is not first
 
     def output_shapes(self) -> list[tuple[int, ...] | None]:
-        """Per-sample output shape of every layer (None where the input shape is unknown)."""
+        """Per-sample output shape of every layer, walked from the input shape; where it is
+        unknown (``Flatten`` first), from the first layer that fixes its own input, with None
+        before it. A mismatch raises ValueError naming the layer at fault."""
         shapes, shape = [], self.input_shape
-        for layer in self.layers:
-            shape = layer.output_shape(shape) if shape is not None else None
+        for i, layer in enumerate(self.layers):
+            try:
+                if shape is None:
+                    fixed = layer.expected_input_shape()
+                    shape = layer.output_shape(fixed) if fixed is not None else None
+                else:
+                    shape = layer.output_shape(shape)
+            except ValueError as err:
+                previous = f"layer {i - 1} ({self.layers[i - 1]!r})" if i else "the input"
+                raise ValueError(
+                    f"layer {i} ({layer!r}) does not fit after {previous}: {err}"
+                ) from None
             shapes.append(shape)
         return shapes
 
     @property
     def classes(self) -> int:
         """Number of outputs (the width of the last layer's output)."""
-        shape = None
-        for layer in self.layers:
-            if shape is None:
-                fixed = layer.expected_input_shape()
-                shape = layer.output_shape(fixed) if fixed is not None else None
-            else:
-                shape = layer.output_shape(shape)
+        shape = self.output_shapes()[-1]
         if shape is None:
             raise ValueError("the model's number of outputs is unknown: no layer fixes a width")
         return shape[-1]
@@ -264,9 +259,19 @@ class Sequential:
             result["accuracy"] = correct / len(x)
         return result
 
-    def fit(self, x, y, **kwargs):
-        """Train on ``(x, y)``; see :func:`numlp.train.fit` for the arguments. Returns a History."""
-        return fit(self, x, y, **kwargs)
+    # The training loop, as a method: ``model.fit(x, y, epochs=..., optimizer=...)`` is
+    # :func:`numlp.train.fit` with this model first, so help() shows its real signature.
+    fit = fit
+
+    @property
+    def members(self) -> tuple[Sequential]:
+        """The models whose probabilities this one gives: itself (a
+        :class:`~numlp.committee.Committee` gives the mean of its members')."""
+        return (self,)
+
+    def describe(self) -> str:
+        """One line for reports: the layers in order, ``Flatten → Dense → ReLU → ...``."""
+        return " → ".join(type(layer).__name__ for layer in self.layers)
 
     def summary(self) -> str:
         """A table of layers, output shapes and parameter counts."""

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from numlp.atomic import atomic_write_bytes, atomic_write_text
-from numlp.committee import Committee, describe_widths
 
 PLOT_FILES = {
     "curves": "curves.png",
@@ -234,13 +233,13 @@ def plot_comparison(runs: dict[str, list[dict]], path) -> Path:
 def make_run_plots(run, data_dir=None, download: bool = True) -> dict[str, Path]:
     """Every plot of a run folder, written into it (its model and test set loaded for the
     purpose); returns name -> path."""
+    from numlp.data.datasets import DataSource
     from numlp.io import load_model
-    from numlp.run import load_split
 
     run = Path(run)
     require_matplotlib()
     model, header = load_model(run / "model.npz")
-    data, x, y = load_split(header, None, data_dir, download)
+    data, x, y = DataSource(data_dir, download).test_split(header)
     names = header.get("class_names") or list(data.class_names)
     return plot_run(run, model, names, data.x_test, x, y)
 
@@ -255,7 +254,7 @@ def plot_run(run, model, names, images, x, y) -> dict[str, Path]:
     proba = model.predict_proba(x)
     cm = confusion_matrix(y, proba.argmax(axis=1), len(names))
     paths = {}
-    if isinstance(model, Committee):  # its members' curves, where their run folders are
+    if len(model.members) > 1:  # a committee: its members' curves, where their folders are
         members = {f.parent.name: read_metrics(f.parent)
                    for f in sorted(run.glob("members/*/metrics.jsonl"))}  # fmt: skip
         if members:
@@ -267,8 +266,7 @@ def plot_run(run, model, names, images, x, y) -> dict[str, Path]:
         "mistakes": plot_mistakes(images, y, proba, names, run / PLOT_FILES["mistakes"]),
         "per_class": plot_per_class(cm, names, run / PLOT_FILES["per_class"]),
     }
-    layers = model.members[0].layers if isinstance(model, Committee) else model.layers
-    first = next((layer for layer in layers if layer.parameters()), None)
+    first = next((layer for layer in model.members[0].layers if layer.parameters()), None)
     weights = first.parameters()[0].value if first is not None else None
     if weights is not None and weights.ndim == 2 and weights.shape[0] == 784:
         paths["weights"] = plot_first_layer(weights, run / PLOT_FILES["weights"])
@@ -282,10 +280,9 @@ def html_report(run, out=None) -> Path:
 
     run = Path(run)
     model, header = load_model(run / "model.npz")  # every part of the header checked
-    committee = isinstance(model, Committee)
     training = header.get("training", {})
     config_text = (run / "config.toml").read_text() if (run / "config.toml").exists() else ""
-    records = [] if committee else read_metrics(run)
+    records = read_metrics(run) if len(model.members) == 1 else []
     rows = "".join(
         f"<tr><th>{html.escape(label)}</th><td>{html.escape(_fmt(training.get(key)))}</td></tr>"
         for key, label in (
@@ -331,9 +328,9 @@ figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; border: 1px solid #eee; }}
 <body data-images="{len(figures)}">
 <h1>numlp run <code>{html.escape(run.name)}</code></h1>
 <p>numlp {html.escape(str(header.get("numlp_version")))}; model
-{html.escape(_describe(model, header))}</p>
+{html.escape(model.describe())}</p>
 <h2>Results</h2><table>{rows}</table>
-{_members_table(header) if committee else _epoch_table(epoch_rows)}
+{_members_table(header) if len(model.members) > 1 else _epoch_table(epoch_rows)}
 <h2>Plots</h2>{"".join(figures) or "<p>No plots in this run folder (run numlp plot).</p>"}
 <h2>Configuration</h2><pre>{html.escape(config_text)}</pre>
 <script>
@@ -348,13 +345,6 @@ window.addEventListener("load", () => {{
     out = Path(out) if out else run / "report.html"
     atomic_write_text(out, page)
     return out
-
-
-def _describe(model, header: dict) -> str:
-    if isinstance(model, Committee):
-        widths = ", ".join(describe_widths(m) for m in model.members)
-        return f"a committee of {len(model.members)} members ({widths}) averaging probabilities"
-    return " → ".join(layer["type"] for layer in header["model"]["layers"])
 
 
 def _epoch_table(epoch_rows: str) -> str:
