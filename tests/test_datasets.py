@@ -37,7 +37,7 @@ def test_lookup_order_is_data_dir_env_cache_then_system(isolated, monkeypatch):
     (isolated / "explicit").mkdir()
     monkeypatch.setenv("NUMLP_DATA", str(isolated / "env"))
     origins = [origin for origin, _ in search_dirs("fashion-mnist", isolated / "explicit")]
-    assert origins[:2] == ["--data-dir", "--data-dir"]
+    assert origins[:2] == ["`data_dir`", "`data_dir`"]
     assert (
         origins.index("$NUMLP_DATA") < origins.index("user cache") < origins.index("system folder")
     )
@@ -48,7 +48,7 @@ def test_lookup_order_is_data_dir_env_cache_then_system(isolated, monkeypatch):
 def test_data_dir_wins_over_the_environment(isolated, mnist_path, monkeypatch):
     mine = copy_mnist(mnist_path, isolated / "mine")
     monkeypatch.setenv("NUMLP_DATA", str(mnist_path))
-    assert locate("mnist", mine) == ("--data-dir", mine)
+    assert locate("mnist", mine) == ("`data_dir`", mine)
     assert locate("mnist") == ("$NUMLP_DATA", mnist_path)
 
 
@@ -92,7 +92,7 @@ def test_offline_with_no_files_says_where_it_looked_and_what_to_do(isolated):
     assert message == not_found_message("mnist", isolated / "empty")
 
 
-@pytest.mark.parametrize("given_as", ["--data-dir", "NUMLP_DATA"])
+@pytest.mark.parametrize("given_as", ["`data_dir`", "NUMLP_DATA"])
 def test_a_data_folder_that_does_not_exist_is_named_not_passed_over(
     isolated, monkeypatch, given_as
 ):
@@ -100,7 +100,7 @@ def test_a_data_folder_that_does_not_exist_is_named_not_passed_over(
     if given_as == "NUMLP_DATA":
         monkeypatch.setenv("NUMLP_DATA", str(missing))
     with pytest.raises(DataError) as err:
-        load_dataset("mnist", data_dir=missing if given_as == "--data-dir" else None)
+        load_dataset("mnist", data_dir=missing if given_as == "`data_dir`" else None)
     assert str(err.value) == (
         f"{given_as} {missing} does not exist; point it at the folder holding the dataset's "
         "IDX files"

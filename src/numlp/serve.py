@@ -199,11 +199,11 @@ def _pixels_from_json(body: bytes) -> np.ndarray:
 def bind(host: str, port: int) -> socket.socket:
     """A listening socket on ``host:port``; OSError with a clear message if it cannot be had."""
     if not 0 <= port <= 65535:
-        raise ValueError(f"--port {port} is not a port number (0 to 65535)")
+        raise ValueError(f"`port` {port} is not a port number (0 to 65535)")
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except socket.gaierror as err:
-        raise ValueError(f"--host {host!r} is not an address of this machine ({err})") from None
+        raise ValueError(f"`host` {host!r} is not an address of this machine ({err})") from None
     family, kind, proto, _, address = infos[0]
     sock = socket.socket(family, kind, proto)
     try:
@@ -213,7 +213,7 @@ def bind(host: str, port: int) -> socket.socket:
     except OSError as err:
         sock.close()
         reason = (
-            "is in use; choose another with --port"
+            "is in use; choose another with `port`"
             if err.errno == errno.EADDRINUSE
             else err.strerror
         )

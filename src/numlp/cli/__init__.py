@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 
 from numlp._version import __version__
@@ -71,8 +72,22 @@ def main(argv=None) -> int:
         if args.debug:
             raise
         message = " ".join(str(err).split()) if not isinstance(err, OSError) else _os_error(err)
-        print(f"numlp: error: {message}", file=sys.stderr)
+        print(f"numlp: error: {as_flags(message)}", file=sys.stderr)
         return EXIT_USAGE
+
+
+def as_flags(message: str) -> str:
+    """Lower floors name a setting in backquotes (`data_dir`); the command line says its flag
+    (--data-dir). Other backquoted words (commands) stay as they are."""
+    return re.sub(
+        r"`([a-z][a-z_]*)`",
+        lambda m: "--" + m[1].replace("_", "-") if m[1] in FLAG_SETTINGS else m[0],
+        message,
+    )
+
+
+# The settings lower floors name that are flags here (the training settings are too).
+FLAG_SETTINGS = {"data_dir", "port", "host", "threads", "dataset", "out"}
 
 
 def _os_error(err: OSError) -> str:

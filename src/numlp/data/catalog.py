@@ -277,7 +277,7 @@ def search_dirs(name: str, data_dir=None) -> list[tuple[str, Path]]:
         return [("imported", find_imported(name, data_dir)[1])]
     places: list[tuple[str, Path]] = []
     if data_dir:
-        places.append(("--data-dir", _existing_folder(data_dir, "--data-dir")))
+        places.append(("`data_dir`", _existing_folder(data_dir, "`data_dir`")))
     if os.environ.get("NUMLP_DATA"):
         places.append(("$NUMLP_DATA", _existing_folder(os.environ["NUMLP_DATA"], "NUMLP_DATA")))
     places.append(("user cache", user_cache_dir()))
@@ -319,7 +319,7 @@ def locate(name: str, data_dir=None) -> tuple[str, Path] | None:
     info = dataset_info(name, data_dir)
     for origin, folder in search_dirs(name, data_dir):
         if all(find_file(folder, f) for f in info.files.values()):
-            searched = origin not in ("--data-dir", "imported")
+            searched = origin not in ("`data_dir`", "imported")
             if searched and _owner(folder) not in (None, name):
                 continue
             return origin, folder
@@ -375,7 +375,7 @@ def read_verified(path: Path, file: FileInfo, folder: Path | None = None) -> np.
         if actual:
             raise DataError(
                 f"{path}: wrong content (its content is {actual}), not {file.name} of this "
-                "dataset. Point --data-dir or NUMLP_DATA at the right folder."
+                "dataset. Point `data_dir` or NUMLP_DATA at the right folder."
             )
         raise DataError(
             f"{path}: cannot be verified: no content checksum is published for {file.name} and "
@@ -407,6 +407,6 @@ def not_found_message(name: str, data_dir=None) -> str:
     looked = "; ".join(f"{folder} ({origin})" for origin, folder in search_dirs(name, data_dir))
     return (
         f"the {name} files (train-images-idx3-ubyte.gz and three more) were not found; numlp "
-        f"looked in: {looked}. Point --data-dir or NUMLP_DATA at a folder holding them, or run "
+        f"looked in: {looked}. Point `data_dir` or NUMLP_DATA at a folder holding them, or run "
         f"`numlp data fetch {name}` where the internet is reachable."
     )

@@ -109,7 +109,7 @@ def _fetch_file(file: FileInfo, folder: Path, mirrors, progress, retries, timeou
     raise DataError(
         f"could not download {file.name}.gz from any mirror ({'; '.join(failures)}). "
         "Nothing was saved. If this machine is offline, copy the files into a folder and point "
-        "--data-dir or NUMLP_DATA at it."
+        "`data_dir` or NUMLP_DATA at it."
     )
 
 

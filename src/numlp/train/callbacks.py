@@ -162,8 +162,10 @@ def format_epoch(epoch: int, epochs: int, logs: dict) -> str:
             value = logs[key]
             label = key.replace("accuracy", "acc")
             parts.append(f"{label} {value:.2%}" if "acc" in key else f"{label} {value:.4f}")
-    if "watched_test_accuracy" in logs:  # asked for with watch_test; never used to choose
-        parts.append(f"test acc (watched) {logs['watched_test_accuracy']:.2%}")
+    for key in logs:  # figures a callback watches (never used to choose): `watched_NAME`
+        if key.startswith("watched_") and key.endswith("accuracy"):
+            label = key.removeprefix("watched_").replace("_accuracy", " acc")
+            parts.append(f"{label} (watched) {logs[key]:.2%}")
     parts.append(f"lr {logs['lr']:.3g}")
     parts.append(f"{logs['seconds']:.1f}s")
     return "  ".join(parts)
