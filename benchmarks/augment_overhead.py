@@ -21,7 +21,7 @@ import numpy as np
 from numlp.config import load_config, preset_path
 from numlp.data import load_dataset
 from numlp.losses import SoftmaxCrossEntropy
-from numlp.run import build_model, make_optimizer_for
+from numlp.parts import build_model, build_optimizer
 
 
 def main() -> None:
@@ -37,7 +37,7 @@ def main() -> None:
     data = load_dataset("mnist", data_dir=args.data_dir, download=False)
     x = data.x_train.astype(np.float32) / 255
     model = build_model(config, x.shape[1:], 10)
-    optimizer = make_optimizer_for(config, model)
+    optimizer = build_optimizer(config, model)
     loss = SoftmaxCrossEntropy(config.label_smoothing)
 
     def epoch(with_augment: bool) -> float:

@@ -220,15 +220,14 @@ def _library_worker(name: str, data_dir: str, conn) -> None:
 def w2_numlp(data, target: float, max_epochs: int) -> dict:
     from numlp.config import TrainConfig
     from numlp.losses import SoftmaxCrossEntropy
-    from numlp.run import build_model, make_optimizer_for
-    from numlp.schedules import plan
+    from numlp.parts import build_model, build_optimizer
     from numlp.train import Callback
 
     x_train, y_train, x_test, y_test = data
     config = TrainConfig(val_split=0.0)
     start = time.perf_counter()
     model = build_model(config, (784,), 10)
-    optimizer = make_optimizer_for(config, model)
+    optimizer = build_optimizer(config, model)  # with the config's schedule
     record = {}
 
     class StopAtTarget(Callback):
@@ -245,7 +244,6 @@ def w2_numlp(data, target: float, max_epochs: int) -> dict:
         batch_size=config.batch_size,
         optimizer=optimizer,
         loss=SoftmaxCrossEntropy(config.label_smoothing),
-        schedule=plan(config.schedule, config.lr),
         seed=0,
         callbacks=[StopAtTarget()],
     )

@@ -44,7 +44,8 @@ def numlp_run(config, data, seed: int, epochs: int) -> dict:
     import io
     import tempfile
 
-    from numlp.run import run_training
+    from numlp.data.datasets import DataSource
+    from numlp.run import Console, run_training
     from numlp.train import Callback
 
     class Clock(Callback):
@@ -57,21 +58,23 @@ def numlp_run(config, data, seed: int, epochs: int) -> dict:
     clock = Clock()
     config = config.updated(seed=seed, epochs=epochs, val_split=0.0, watch_test=True)
     with tempfile.TemporaryDirectory() as out:
-        run_training(config, Path(out) / "run", data_dir=data.source, stream=io.StringIO(),
-                     callbacks=[clock], threads=os.cpu_count())  # fmt: skip
+        run_training(config, Path(out) / "run", source=DataSource(data.source),
+                     console=Console(io.StringIO()), callbacks=[clock],
+                     threads=os.cpu_count())  # fmt: skip
     return {"marks": clock.marks, "parts": numlp_parts(config, data)}
 
 
 def numlp_parts(config, data) -> dict:
     """Seconds per epoch's worth of steps of each part, measured apart."""
     from numlp import preprocess
-    from numlp.run import build_model, make_loss, make_optimizer_for
+    from numlp.parts import build_loss, build_model, build_optimizer
     from numlp.threads import ThreadGovernor
 
     x = preprocess.apply(data.x_train, preprocess.IMAGE_SCALING)
     model = build_model(config, x.shape[1:], 10)
-    optimizer, loss = make_optimizer_for(config, model), make_loss(config)
+    optimizer, loss = build_optimizer(config, model), build_loss(config)
     steps = math.ceil(len(x) / config.batch_size)
+    optimizer.plan_schedule(1, steps)
     xb, yb = x[: config.batch_size], data.y_train[: config.batch_size]
     with ThreadGovernor(os.cpu_count()):
         started = time.perf_counter()
@@ -106,7 +109,7 @@ def torch_run(config, data, seed: int, epochs: int) -> dict:
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, betas=(0.9, 0.999),
                                   eps=1e-8, weight_decay=config.weight_decay)  # fmt: skip
     steps = math.ceil(len(x) / config.batch_size)
-    schedule = plan(config.schedule, config.lr, config.warmup_epochs).build(epochs, steps)
+    schedule = plan(config.schedule, config.warmup_epochs).build(epochs, steps, config.lr)
     marks, start, step = [], time.perf_counter(), 0
     for _ in range(epochs):
         model.train()

@@ -245,29 +245,35 @@ def test_train_members_makes_a_committee_run_that_resumes_and_reports(small_data
     assert "a committee of 2 members" in page and "<h2>Members</h2>" in page
 
 
+def quiet_options(small_data) -> dict:
+    from numlp.data.datasets import DataSource
+    from numlp.run import Console
+
+    return dict(source=DataSource(small_data.parent, download=False), console=Console(quiet=True))
+
+
 def test_a_committee_interrupted_in_a_member_resumes_from_there(small_data, tmp_path):
     from numlp.config import TrainConfig
-    from numlp.ensemble import CommitteeInterrupted, train_committee
+    from numlp.run import CommitteeInterrupted, run_training
 
     config = TrainConfig(dataset="kmnist", hidden=(16,), epochs=2, members=2).validate()
     out = tmp_path / "c"
-    options = dict(data_dir=small_data.parent, download=False, quiet=True)
+    options = quiet_options(small_data)
     with pytest.raises(CommitteeInterrupted, match=f"numlp train --resume {out}"):
-        train_committee(config, out, callbacks=[InterruptAt(30)], **options)
+        run_training(config, out, callbacks=[InterruptAt(30)], **options)
     assert (out / "members" / "00-seed0" / "checkpoint.npz").is_file()
     assert not (out / "model.npz").exists()
-    summary = train_committee(config, out, resume=True, **options)
+    summary = run_training(config, out, resume=True, **options)
     assert summary["members"] == 2 and summary["test_accuracy"] > 0.5
 
 
 def test_a_distilled_student_learns_from_a_committee_file(small_data, tmp_path, capsys):
     from numlp.config import TrainConfig
-    from numlp.ensemble import train_committee
     from numlp.run import run_training
 
-    options = dict(data_dir=small_data.parent, download=False, quiet=True)
+    options = quiet_options(small_data)
     base = TrainConfig(dataset="kmnist", hidden=(32,), epochs=2)
-    teacher = train_committee(base.updated(members=2), tmp_path / "teacher", **options)
+    teacher = run_training(base.updated(members=2), tmp_path / "teacher", **options)
     student = base.updated(teacher=teacher["model_path"], distill_weight=0.7, hidden=(16,))
     summary = run_training(student, tmp_path / "student", **options)
     assert summary["test_accuracy"] > 0.5
@@ -276,7 +282,7 @@ def test_a_distilled_student_learns_from_a_committee_file(small_data, tmp_path, 
     assert config["teacher"] == teacher["model_path"] and config["distill_weight"] == 0.7
 
     centred = student.updated(input_shift=-0.5)
-    with pytest.raises(ValueError, match="set input_scale and input_shift as the teacher's"):
+    with pytest.raises(ValueError, match="set input_scale and input_shift to match"):
         run_training(centred, tmp_path / "centred", **options)
     assert not (tmp_path / "centred").exists()
     with pytest.raises(ValueError, match=r"teacher: .*missing.npz: no such model file"):

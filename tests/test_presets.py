@@ -9,7 +9,7 @@ from conftest import train_argv
 from numlp.cli import main
 from numlp.config import load_config, preset_names, preset_path
 from numlp.losses import SoftmaxCrossEntropy
-from numlp.run import build_model, make_optimizer_for
+from numlp.parts import build_model, build_optimizer
 from numlp.schedules import make_schedule
 
 
@@ -19,7 +19,7 @@ def test_each_preset_trains_a_few_steps_on_real_images(name, mnist_arrays):
     x_train, y_train = mnist_arrays[0][:1536], mnist_arrays[1][:1536]
     config = load_config(preset_path(name))
     model = build_model(config, (28, 28), 10)
-    optimizer = make_optimizer_for(config, model)
+    optimizer = build_optimizer(config, model)
     steps = 2 * math.ceil(1536 / config.batch_size)
     history = model.fit(
         x_train,

@@ -107,6 +107,36 @@ def load_model(path) -> tuple[Sequential | Committee, dict]:
     return model, header
 
 
+# What a model reference (a teacher, a committee member, a resumed checkpoint) must share with
+# the run or committee it joins: the data it was trained on, as its header records them.
+SHARED_FACTS = ("dataset", "class_names", "preprocessing")
+
+
+def check_reference(who, header: dict, model, facts: dict, input_shape, classes: int) -> None:
+    """Refuse (ValueError naming ``who``) a model that was trained on other data than
+    ``facts`` say (dataset, class names, pixel preprocessing), or takes another input shape
+    or gives another number of classes: the one check every model reference goes through."""
+    for key in SHARED_FACTS:
+        theirs, ours = header.get(key), facts.get(key)
+        if key == "class_names" and theirs is not None:
+            theirs = list(theirs)
+        if ours is not None and theirs != (list(ours) if key == "class_names" else ours):
+            if key == "preprocessing":
+                raise ValueError(
+                    f"{who}: it was trained on pixels scaled as {theirs}, this run feeds "
+                    f"{ours}: set input_scale and input_shift to match"
+                )
+            raise ValueError(
+                f"{who}: its {key.replace('_', ' ')} {theirs!r} differs from this run's "
+                f"{ours!r}; it must have been trained on the same data"
+            )
+    if tuple(model.input_shape) != tuple(input_shape) or model.classes != classes:
+        raise ValueError(
+            f"{who} takes inputs of shape {tuple(model.input_shape)} and gives {model.classes} "
+            f"classes; this run's take {tuple(input_shape)} and give {classes}"
+        )
+
+
 MAX_MEMBERS = 1000
 
 

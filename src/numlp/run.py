@@ -1,11 +1,14 @@
-"""A whole training run from a :class:`~numlp.config.TrainConfig`: data, model, fit, test, files.
+"""A whole training run from a :class:`~numlp.config.TrainConfig`: the ONE path of single
+runs, committees (``members > 1``), distillation and sweep trials.
 
-This is what ``numlp train`` does, as one Python function, :func:`run_training`, so that the
-CLI stays a thin shell. It reads top-down: claim the run folder, load and check the data, build
-(or resume) the model, fit, score the test set once, save. A run folder receives
-``config.toml``, ``metrics.jsonl`` (one line per epoch), ``checkpoint.npz`` (every epoch and on
-Ctrl-C: enough to resume exactly) and ``model.npz`` (at the end); every file is written
-atomically, so a crash never leaves a broken one.
+:func:`run_training` reads top-down: check the settings, claim the run folder, load the data
+once, build the parts once (:mod:`numlp.parts`), fit, score the test set once, save. A run
+folder receives ``config.toml``, ``metrics.jsonl`` (one line per epoch), ``checkpoint.npz``
+(every epoch and on Ctrl-C: enough to resume exactly) and ``model.npz`` (at the end); a
+committee's folder holds one such run per member in ``members/`` and the committee's
+``model.npz``. Every file is written atomically, the folder is claimed exclusively
+(:mod:`numlp.rundir`) while anything is written, and a new run that fails before it saved a
+checkpoint leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -22,13 +25,15 @@ from numlp import preprocess
 from numlp.atomic import atomic_write_text
 from numlp.checkpoint import Checkpoint, load_checkpoint
 from numlp.config import TrainConfig, to_toml
-from numlp.data.datasets import Dataset, load_dataset
-from numlp.io import load_model, save_model
-from numlp.losses import MSE, BCEWithLogits, Distillation, Loss, SoftmaxCrossEntropy, check_labels
-from numlp.model import Sequential, mlp
-from numlp.optim import SGD, Optimizer, make_optimizer
-from numlp.rundir import claim_run_dir
-from numlp.schedules import plan
+from numlp.data.datasets import Dataset, DataSource
+from numlp.ensemble import gather, member_folder, score, summary_line
+from numlp.io import check_reference, load_model, save_committee, save_model
+from numlp.losses import Loss, SoftmaxCrossEntropy, check_labels
+from numlp.model import Sequential
+from numlp.optim import Optimizer
+from numlp.parts import build_loss, build_model, build_optimizer, loss_words, reported_loss
+from numlp.rundir import RunClaim, claim_run_dir
+from numlp.threads import parse_threads
 from numlp.train import Callback, EpochLogger, TrainingDiverged
 
 
@@ -43,62 +48,228 @@ class TrainingInterrupted(Exception):
         )
 
 
-def build_model(config: TrainConfig, input_shape: tuple[int, ...], classes: int) -> Sequential:
-    """The MLP ``config`` describes (see :func:`numlp.model.mlp`)."""
-    return mlp(
-        input_shape,
-        config.hidden,
-        classes,
-        config.activation,
-        config.dropout,
-        config.batchnorm,
-        seed=config.seed,
-        init=config.init,
-        bias_init=config.bias_init,
-        output=config.output,
-    )
+class CommitteeInterrupted(TrainingInterrupted):
+    """Ctrl-C stopped a member; the message says how to resume the whole committee."""
 
-
-LOSS_WORDS = {"cross_entropy": "cross-entropy", "mse": "MSE", "bce": "binary cross-entropy"}
-
-
-def evaluation_loss(settings: dict | None) -> Loss | None:
-    """The loss ``numlp evaluate`` reports for a model trained with ``settings`` (a model
-    header's ``training.config``): its own training loss without label smoothing; None (the
-    model's default, see :meth:`numlp.Sequential.default_loss`) when it does not say."""
-    name = (settings or {}).get("loss")
-    return {"mse": MSE, "bce": BCEWithLogits}.get(name, lambda: None)()
-
-
-def make_loss(config: TrainConfig, teacher=None) -> Loss:
-    """The loss ``config`` names (cross-entropy with its label smoothing, MSE or BCE), or the
-    distillation from ``teacher`` (a model or committee) when ``config.teacher`` names one."""
-    if config.teacher:
-        if teacher is None:
-            raise ValueError(f"config names the teacher {config.teacher} but none was loaded")
-        return Distillation(
-            teacher.predict_proba,
-            config.distill_temperature,
-            config.distill_weight,
-            config.label_smoothing,
+    def __init__(self, out: Path, member: int, stop: TrainingInterrupted):
+        self.out, self.epoch, self.batch = out, stop.epoch, stop.batch
+        Exception.__init__(
+            self,
+            f"interrupted in member {member + 1}, epoch {stop.epoch + 1} (its checkpoint is "
+            f"saved). Resume the committee with: numlp train --resume {out}",
         )
-    if config.loss == "mse":
-        return MSE()
-    if config.loss == "bce":
-        return BCEWithLogits()
-    return SoftmaxCrossEntropy(config.label_smoothing)
 
 
-def make_optimizer_for(config: TrainConfig, model: Sequential) -> Optimizer:
-    """The optimizer ``config`` names, over ``model``'s parameters (SGD: Nesterov momentum)."""
-    kwargs = {"lr": config.lr, "weight_decay": config.weight_decay}
-    if config.clip_norm:
-        kwargs["clip_norm"] = config.clip_norm
-    if config.optimizer == "sgd":
-        return SGD(
-            model.parameters(), momentum=config.momentum, nesterov=config.momentum > 0, **kwargs
-        )
-    return make_optimizer(config.optimizer, model.parameters(), **kwargs)
+class Console:
+    """What a run shows on ``stream`` (default stdout): a first line, a line per epoch, a live
+    bar on terminals (``progress_bar``, with tqdm) and a last line; ``quiet``: the last line
+    only."""
+
+    def __init__(self, stream=None, quiet: bool = False, progress_bar: bool = False):
+        self.stream = stream or sys.stdout
+        self.quiet, self.progress_bar = quiet, progress_bar
+
+    def say(self, line: str, always: bool = False) -> None:
+        if always or not self.quiet:
+            print(line, file=self.stream, flush=True)
+
+    def callbacks(self) -> list[Callback]:
+        if self.quiet:
+            return []
+        shown: list[Callback] = [EpochLogger(self.stream)]
+        if self.progress_bar:
+            from numlp.progress import ProgressBar, tqdm_available
+
+            if tqdm_available():
+                shown.insert(0, ProgressBar())
+        return shown
+
+
+@dataclass
+class Prepared:
+    """What a run trains: its model and optimizer (new or resumed), the training state to resume
+    from (None for a new run), its loss and the data, scaled as the model sees it."""
+
+    model: Sequential
+    optimizer: Optimizer
+    state: dict | None
+    data: Dataset
+    x_train: np.ndarray
+    x_test: np.ndarray
+    loss: Loss
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    """``runs/DATASET-TIMESTAMP`` (``DATASET-committee-TIMESTAMP`` for a committee), with
+    ``-2``, ``-3``... when that folder is already there."""
+    kind = "-committee" if config.members > 1 else ""
+    base = Path("runs") / f"{config.dataset}{kind}-{time.strftime('%Y%m%d-%H%M%S')}"
+    candidate, number = base, 1
+    while candidate.exists():
+        number += 1
+        candidate = base.with_name(f"{base.name}-{number}")
+    return candidate
+
+
+def run_training(
+    config: TrainConfig,
+    out=None,
+    *,
+    source: DataSource | None = None,
+    console: Console | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+    threads: int | str = "auto",
+    callbacks=(),
+    on_finish=None,
+    score_test: bool = True,
+) -> dict:
+    """Train as ``config`` says into the run folder ``out`` (default:
+    :func:`default_run_dir`) and return a summary dict (``test_accuracy``, ``test_loss``,
+    ``seconds``, ``epochs``, ``model_path``...).
+
+    ``source`` says where the data come from, ``console`` what is shown. The folder is
+    claimed for this run alone until the end, ``on_finish(out, prepared)`` included (the CLI
+    draws its plots there from the :class:`Prepared` model and test set). Every setting and
+    the data are checked before anything is written. With ``overwrite`` the previous run's
+    files are removed only when training begins; with ``resume``, the run in ``out`` goes on
+    from its ``checkpoint.npz`` (``config`` must be its own; only ``epochs`` may differ).
+    ``threads``: BLAS threads (:func:`numlp.threads.parse_threads`). ``score_test=False``
+    (a sweep's trials, which choose on validation alone) never scores the test set.
+
+    Raises :class:`TrainingInterrupted` after Ctrl-C (a checkpoint is saved first) and
+    ``TrainingDiverged`` if the loss becomes NaN/Inf (the last good checkpoint is kept).
+    """
+    config.validate()
+    threads = parse_threads(threads)
+    source, console = source or DataSource(), console or Console()
+    out = Path(out) if out else default_run_dir(config)
+    with claim_run_dir(out, overwrite=overwrite, resume=resume) as claim:
+        data = source.load(config.dataset)
+        run = _Run(console, threads, list(callbacks), overwrite, score_test)
+        if config.members > 1:
+            return run.committee(config, claim, data)
+        summary, prepared = run.single(config, claim, data)
+        if on_finish is not None:
+            on_finish(claim.path, prepared)
+        return summary
+
+
+@dataclass
+class _Run:
+    """How this run is carried out (shown, threads, callbacks), for its model or members."""
+
+    console: Console
+    threads: int | str
+    callbacks: list
+    overwrite: bool
+    score_test: bool
+
+    def single(self, config: TrainConfig, claim: RunClaim, data: Dataset):
+        """One model: prepared (new or resumed), fitted, scored once, saved."""
+        prepared = _prepare(config, claim.path, claim.resume, data)
+        self.console.say(_first_line(config, claim.path, prepared))
+        summary = self._fit_and_save(config, claim, prepared)
+        return summary, prepared
+
+    def committee(self, config: TrainConfig, claim: RunClaim, data: Dataset) -> dict:
+        """``config.members`` runs from seeds ``seed``, ``seed + 1``... in ``members/``, each a
+        resumable run of its own (finished members are kept), joined into ``model.npz`` and
+        scored on the test set once."""
+        started = time.perf_counter()
+        members = [config.updated(members=1, seed=config.seed + i) for i in range(config.members)]
+        claim.begin()
+        atomic_write_text(claim.path / "config.toml", to_toml(config))
+        folders = []
+        for i, member in enumerate(members):
+            folder = member_folder(claim.path, i, member.seed)
+            self.console.say(f"member {i + 1}/{config.members} (seed {member.seed}): {folder}")
+            try:
+                self._member(member, folder, data)
+            except TrainingInterrupted as stop:
+                raise CommitteeInterrupted(claim.path, i, stop) from None
+            folders.append(folder)
+        committee, facts, training = gather(folders)
+        x_test = preprocess.apply(data.x_test, facts.get("preprocessing"))
+        seconds = round(time.perf_counter() - started, 2)
+        summary = score(committee, facts, training, (x_test, data.y_test), seconds)
+        save_committee(claim.path / "model.npz", committee, training, **facts, training=summary)
+        summary["model_path"] = str(claim.path / "model.npz")
+        self.console.say(summary_line(summary), always=True)
+        return summary
+
+    def _member(self, config: TrainConfig, folder: Path, data: Dataset) -> None:
+        """One member: kept when already trained this far, resumed from its checkpoint, or new."""
+        done = folder / "model.npz"
+        if done.is_file() and not self.overwrite:
+            epochs = load_model(done)[1].get("training", {}).get("epochs", 0)
+            if epochs >= config.epochs:
+                self.console.say(f"  already trained ({epochs} epochs)")
+                return
+        resume = (folder / "checkpoint.npz").is_file() and not self.overwrite
+        # a member folder without a checkpoint holds nothing to keep
+        with claim_run_dir(folder, overwrite=not resume, resume=resume) as claim:
+            self.single(config, claim, data)
+
+    def _fit_and_save(self, config: TrainConfig, claim: RunClaim, prepared: Prepared) -> dict:
+        """Fit, score the test set once (unless ``config``'s run never scores it), save
+        ``model.npz``; the final line goes to the console."""
+        out, model, data = claim.path, prepared.model, prepared.data
+        facts = _facts(config, data)
+        checkpoint = Checkpoint(out / "checkpoint.npz", **facts, config=config.flat())
+        callbacks = [
+            # the watcher first: the checkpoint, the metrics file and the log see its figures
+            *([TestWatcher(prepared.x_test, data.y_test, prepared.loss)] if config.watch_test
+              else []),
+            RunFiles(claim, config),
+            checkpoint,  # before the metrics: a metrics line means its epoch is saved
+            MetricsWriter(out / "metrics.jsonl"),
+            *self.console.callbacks(),
+            *self.callbacks,
+        ]  # fmt: skip
+        started = time.perf_counter()
+        try:
+            history = model.fit(
+                prepared.x_train,
+                data.y_train,
+                epochs=config.epochs,
+                batch_size=config.batch_size,
+                optimizer=prepared.optimizer,
+                loss=prepared.loss,
+                validation_split=config.val_split or 0.0,
+                shuffle=config.shuffle,
+                seed=config.seed,
+                resume=prepared.state,
+                augment=config.augment if config.augment.active else None,
+                threads=self.threads,
+                callbacks=callbacks,
+            )
+        except KeyboardInterrupt:
+            if checkpoint.saved is None:
+                raise
+            raise TrainingInterrupted(out, **checkpoint.saved) from None
+        except TrainingDiverged as err:
+            if (out / "checkpoint.npz").exists() and checkpoint.saved is not None:
+                err.args = (f"{err} The last good checkpoint is kept in {out / 'checkpoint.npz'}.",)
+            raise
+        seconds = time.perf_counter() - started
+        summary = _summary(config, prepared, history.records, seconds, self.score_test)
+        training = {**summary, "config": config.flat()}
+        path = save_model(out / "model.npz", model, **_facts(config, data), training=training)
+        self.console.say(_last_line(config, summary, path), always=True)
+        return {**summary, "model_path": str(path), "history": history.records}
+
+
+class RunFiles(Callback):
+    """When training begins (every check passed): a new run clears the run it replaces, and the
+    folder gets its ``config.toml`` (rewritten on resume: ``epochs`` may grow)."""
+
+    def __init__(self, claim: RunClaim, config: TrainConfig):
+        self.claim, self.config = claim, config
+
+    def on_train_begin(self, context):
+        self.claim.begin()
+        atomic_write_text(self.claim.path / "config.toml", to_toml(self.config))
 
 
 class MetricsWriter(Callback):
@@ -133,136 +304,37 @@ class TestWatcher(Callback):
         logs.update({f"watched_test_{k}": v for k, v in scores.items()})
 
 
-@dataclass
-class Prepared:
-    """What a run trains: its model and optimizer (new or resumed), the training state to resume
-    from (None for a new run) and the data, scaled as the model sees it."""
-
-    model: Sequential
-    optimizer: Optimizer
-    state: dict | None
-    data: Dataset
-    x_train: np.ndarray
-    x_test: np.ndarray
-    teacher: object = None  # the model or committee distilled from (config.teacher)
-
-
-def default_run_dir(dataset: str) -> Path:
-    """``runs/DATASET-TIMESTAMP``, with ``-2``, ``-3``... when that folder is already there."""
-    base = Path("runs") / f"{dataset}-{time.strftime('%Y%m%d-%H%M%S')}"
-    candidate, number = base, 1
-    while candidate.exists():
-        number += 1
-        candidate = base.with_name(f"{base.name}-{number}")
-    return candidate
-
-
-def run_training(
-    config: TrainConfig,
-    out=None,
-    data_dir=None,
-    download: bool = True,
-    overwrite: bool = False,
-    stream=None,
-    progress=None,
-    callbacks=(),
-    resume: bool = False,
-    quiet: bool = False,
-    progress_bar: bool = False,
-    on_finish=None,
-    threads: int | str | None = "auto",
-    score_test: bool = True,
-) -> dict:
-    """Train as ``config`` says, write the run folder ``out`` (default: a new folder
-    ``runs/DATASET-TIMESTAMP``) and return a summary dict
-    (``test_accuracy``, ``test_loss``, ``seconds``, ``epochs``, ``model_path``...).
-
-    The folder is claimed for this run alone (:func:`numlp.rundir.claim_run_dir`) until the end,
-    ``on_finish(out, prepared)`` included (the CLI draws its plots there from the trained model
-    and test set in ``prepared``, a :class:`Prepared`). The data are loaded and both
-    splits checked before anything is written: a failed start leaves what was there as it was
-    (and no new folder). With ``overwrite`` the previous run's files are removed only then.
-
-    With ``resume``, continue the run in ``out`` from its ``checkpoint.npz`` (``config`` must
-    be the run's own; only ``epochs`` may differ). Raises :class:`TrainingInterrupted` after
-    Ctrl-C (a checkpoint is saved first) and ``TrainingDiverged`` if the loss becomes NaN/Inf
-    (the last good checkpoint is kept). ``quiet`` prints only the final line; ``progress_bar``
-    adds a live tqdm bar per epoch (for terminals). ``threads`` goes to ``fit`` (see
-    :mod:`numlp.threads`): by default the BLAS threads follow the cores left free.
-
-    ``score_test=False`` never scores the test set (a sweep's trials choose on validation
-    alone): the summary and the model's header then carry no test figures.
-    """
-    config.validate()
-    if config.members > 1:
-        raise ValueError(
-            f"members = {config.members} asks for a committee: train it with "
-            "numlp.ensemble.train_committee (numlp train --members N)"
-        )
-    stream = stream or sys.stdout
-    out = out or default_run_dir(config.dataset)
-    with claim_run_dir(out, overwrite=overwrite, resume=resume) as claim:
-        try:
-            prepared = _prepare(config, claim.path, resume, data_dir, download, progress)
-        except BaseException:
-            claim.abandon()
-            raise
-        if not resume:
-            claim.clear_previous()
-        atomic_write_text(claim.path / "config.toml", to_toml(config))  # epochs may grow
-        if not quiet:
-            print(_first_line(config, claim.path, prepared), file=stream, flush=True)
-        shown = _progress_callbacks(stream, quiet, progress_bar)
-        callbacks = [*shown, *callbacks]
-        summary = _fit_and_save(
-            config, claim.path, prepared, callbacks, stream, threads, score_test
-        )
-        if on_finish is not None:
-            on_finish(claim.path, prepared)
-        return summary
-
-
-def _prepare(config, out: Path, resume: bool, data_dir, download, progress) -> Prepared:
-    """The model (resumed from ``out`` or new) and the checked data; nothing is written."""
-    model, optimizer, state = _resume_state(out, config) if resume else (None, None, None)
-    data = load_dataset(config.dataset, data_dir=data_dir, download=download, progress=progress)
+def _prepare(config: TrainConfig, out: Path, resume: bool, data: Dataset) -> Prepared:
+    """The parts (resumed from ``out`` or new) and the checked data; nothing is written."""
     inputs = preprocess.scaling(config.input_scale, config.input_shift)
     x_train = preprocess.apply(data.x_train, inputs)
     x_test = preprocess.apply(data.x_test, inputs)
-    if model is None:
+    if resume:
+        model, optimizer, state = _resume_state(out, config, data)
+    else:
         model = build_model(config, x_train.shape[1:], len(data.class_names))
-        optimizer = make_optimizer_for(config, model)
-    _check_splits(model, data)
-    teacher = load_teacher(config, model) if config.teacher else None
-    return Prepared(model, optimizer, state, data, x_train, x_test, teacher)
+        optimizer, state = build_optimizer(config, model), None
+    _check_splits(config, model, data)
+    teacher = _load_teacher(config, model, data) if config.teacher else None
+    loss = build_loss(config, teacher)
+    return Prepared(model, optimizer, state, data, x_train, x_test, loss)
 
 
-def load_teacher(config: TrainConfig, model: Sequential):
-    """The model or committee file ``config.teacher`` names, checked to take the same inputs
-    (shape and pixel scaling) and name as many classes as ``model``."""
+def _load_teacher(config: TrainConfig, model: Sequential, data: Dataset):
+    """The model or committee file ``config.teacher`` names, checked like every model
+    reference (:func:`numlp.io.check_reference`)."""
+    who = f"teacher {config.teacher}"
     try:
         teacher, header = load_model(config.teacher)
     except ValueError as err:  # the file's own one-line reason, said to be the teacher's
         raise ValueError(f"teacher: {err}") from None
-    own = preprocess.scaling(config.input_scale, config.input_shift)
-    if (header.get("preprocessing") or {}) != own:
-        raise ValueError(
-            f"teacher {config.teacher}: it was trained on pixels scaled as "
-            f"{header.get('preprocessing')}, this run feeds {own}: set input_scale and "
-            "input_shift as the teacher's"
-        )
-    if tuple(teacher.input_shape) != tuple(model.input_shape) or teacher.classes != model.classes:
-        raise ValueError(
-            f"teacher {config.teacher} takes {tuple(teacher.input_shape)} and gives "
-            f"{teacher.classes} classes; this model takes {tuple(model.input_shape)} and gives "
-            f"{model.classes}"
-        )
+    check_reference(who, header, teacher, _facts(config, data), model.input_shape, model.classes)
     return teacher
 
 
-def _check_splits(model: Sequential, data: Dataset) -> None:
-    """Both splits fit the model (shape, labels in range) before the first step: a bad test
-    label must not surface only after all of training."""
+def _check_splits(config: TrainConfig, model: Sequential, data: Dataset) -> None:
+    """Both splits fit the model (shape, labels in range) before anything is written: a bad
+    test label must not surface only after all of training."""
     for split in ("train", "test"):
         x, y = getattr(data, f"x_{split}"), getattr(data, f"y_{split}")
         if x.shape[1:] != tuple(model.input_shape):
@@ -288,20 +360,7 @@ def _first_line(config: TrainConfig, out: Path, prepared: Prepared) -> str:
     )
 
 
-def _progress_callbacks(stream, quiet: bool, progress_bar: bool) -> list[Callback]:
-    """A line per epoch, and a live bar on terminals (tqdm, when installed)."""
-    if quiet:
-        return []
-    shown: list[Callback] = [EpochLogger(stream)]
-    if progress_bar:
-        from numlp.progress import ProgressBar, tqdm_available
-
-        if tqdm_available():
-            shown.insert(0, ProgressBar())
-    return shown
-
-
-def _metadata(config: TrainConfig, data: Dataset) -> dict:
+def _facts(config: TrainConfig, data: Dataset) -> dict:
     """What model and checkpoint headers say about the data the model expects."""
     return {
         "dataset": data.name,
@@ -310,52 +369,7 @@ def _metadata(config: TrainConfig, data: Dataset) -> dict:
     }
 
 
-def _fit_and_save(
-    config, out: Path, prepared: Prepared, callbacks, stream, threads, score_test: bool
-) -> dict:
-    """Fit, score the test set once (if asked), save ``model.npz``; the final line goes to
-    ``stream``."""
-    model, data = prepared.model, prepared.data
-    loss = make_loss(config, prepared.teacher)
-    # The watcher first: the checkpoint, the metrics file and the log all see its figures.
-    watch = [TestWatcher(prepared.x_test, data.y_test, loss)] if config.watch_test else []
-    checkpoint = Checkpoint(out / "checkpoint.npz", **_metadata(config, data), config=config.flat())
-    started = time.perf_counter()
-    try:
-        history = model.fit(
-            prepared.x_train,
-            data.y_train,
-            epochs=config.epochs,
-            batch_size=config.batch_size,
-            optimizer=prepared.optimizer,
-            loss=loss,
-            schedule=plan(config.schedule, config.lr, config.warmup_epochs),
-            validation_split=config.val_split or 0.0,
-            shuffle=config.shuffle,
-            seed=config.seed,
-            resume=prepared.state,
-            augment=config.augment if config.augment.active else None,
-            threads=threads,
-            # the checkpoint first: a metrics line means its epoch is saved
-            callbacks=[*watch, checkpoint, MetricsWriter(out / "metrics.jsonl"), *callbacks],
-        )
-    except KeyboardInterrupt:
-        if checkpoint.saved is None:
-            raise
-        raise TrainingInterrupted(out, **checkpoint.saved) from None
-    except TrainingDiverged as err:
-        if (out / "checkpoint.npz").exists():
-            err.args = (f"{err} The last good checkpoint is kept in {out / 'checkpoint.npz'}.",)
-        raise
-    seconds = time.perf_counter() - started
-    summary = _summary(config, model, loss, prepared, history.records, seconds, score_test)
-    training = {**summary, "config": config.flat()}
-    path = save_model(out / "model.npz", model, **_metadata(config, data), training=training)
-    print(_last_line(config, summary, path), file=stream, flush=True)
-    return {**summary, "model_path": str(path), "history": history.records}
-
-
-def _summary(config, model, loss, prepared: Prepared, records, seconds: float, score_test) -> dict:
+def _summary(config: TrainConfig, prepared: Prepared, records, seconds: float, score_test) -> dict:
     """The run's figures; the test set is scored here, once (or not at all)."""
     last = records[-1]
     summary = {
@@ -369,18 +383,20 @@ def _summary(config, model, loss, prepared: Prepared, records, seconds: float, s
     }
     if not score_test:
         return summary
-    y_test = prepared.data.y_test
-    test = model.evaluate(prepared.x_test, y_test, loss=loss)
+    model, x_test, y_test = prepared.model, prepared.x_test, prepared.data.y_test
+    test = model.evaluate(x_test, y_test, loss=prepared.loss)
     summary.update(test_loss=test["loss"], test_accuracy=test.get("accuracy"))
-    if config.loss == "cross_entropy":  # what `numlp evaluate` reports: no label smoothing
-        plain = test if plain_loss(config) else model.evaluate(prepared.x_test, y_test)
+    reported = reported_loss(config.flat())
+    if isinstance(reported, SoftmaxCrossEntropy):  # as `numlp evaluate` reports it
+        plain = test if plain_loss(config) else model.evaluate(x_test, y_test, loss=reported)
         summary["test_cross_entropy"] = plain["loss"]
     return summary
 
 
 def plain_loss(config: TrainConfig) -> bool:
-    """Whether the training loss is the plain cross-entropy ``numlp evaluate`` reports."""
-    return config.loss == "cross_entropy" and not config.label_smoothing and not config.teacher
+    """Whether the training loss is the one ``numlp evaluate`` reports (no label smoothing, no
+    teacher)."""
+    return not config.label_smoothing and not config.teacher
 
 
 def _last_line(config: TrainConfig, summary: dict, path: Path) -> str:
@@ -391,26 +407,24 @@ def _last_line(config: TrainConfig, summary: dict, path: Path) -> str:
             f"{scored} (test set not scored) after {summary['epochs']} epochs in "
             f"{summary['seconds']:.1f}s; model saved to {path}"
         )
-    if config.loss != "cross_entropy":
-        loss_words = f"{LOSS_WORDS[config.loss]} {summary['test_loss']:.4f}"
-    else:
-        loss_words = f"cross-entropy {summary['test_cross_entropy']:.4f}"
-    if config.loss == "cross_entropy" and not plain_loss(config):
-        trained = f"label smoothing {config.label_smoothing:g}"
-        if config.teacher:
-            trained = "distillation"
-        loss_words += (
+    reported = summary.get("test_cross_entropy", summary["test_loss"])
+    loss = f"{loss_words(config.loss)} {reported:.4f}"
+    if not plain_loss(config):
+        trained = "distillation" if config.teacher else (
+            f"label smoothing {config.label_smoothing:g}")  # fmt: skip
+        loss += (
             f", as numlp evaluate reports it; training loss with {trained}: "
             f"{summary['test_loss']:.4f}"
         )
     return (
-        f"test accuracy {summary['test_accuracy']:.2%} ({loss_words}) after "
+        f"test accuracy {summary['test_accuracy']:.2%} ({loss}) after "
         f"{summary['epochs']} epochs in {summary['seconds']:.1f}s; model saved to {path}"
     )
 
 
-def _resume_state(out: Path, config: TrainConfig):
-    """The model, optimizer and training state saved in ``out/checkpoint.npz``."""
+def _resume_state(out: Path, config: TrainConfig, data: Dataset):
+    """The model, optimizer and training state saved in ``out/checkpoint.npz``, checked to be
+    this run's (settings) and to fit its data (like every model reference)."""
     path = out / "checkpoint.npz"
     if not path.is_file():
         raise ValueError(
@@ -428,7 +442,10 @@ def _resume_state(out: Path, config: TrainConfig):
             f"cannot resume {out} with different settings ({', '.join(changed)}): only --epochs "
             "may change; start a new run to change the rest"
         )
-    optimizer = make_optimizer_for(config, model)
+    facts = _facts(config, data)
+    check_reference(f"checkpoint {path}", header, model, facts, data.x_train.shape[1:],
+                    len(data.class_names))  # fmt: skip
+    optimizer = build_optimizer(config, model)
     try:
         optimizer.load_state_dict(optimizer_arrays)
     except (KeyError, ValueError) as err:
@@ -440,11 +457,3 @@ def _resume_state(out: Path, config: TrainConfig):
             f"{state['epoch']} to train further"
         )
     return model, optimizer, state
-
-
-def load_split(model_header: dict, dataset: str | None, data_dir=None, download=True):
-    """Test images (preprocessed as the model expects) and labels of the model's dataset."""
-    name = dataset or model_header.get("dataset") or "mnist"
-    data = load_dataset(name, data_dir=data_dir, download=download)
-    x = preprocess.apply(data.x_test, model_header.get("preprocessing"))
-    return data, x, np.asarray(data.y_test)

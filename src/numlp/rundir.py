@@ -5,7 +5,10 @@ belongs to exactly one run. :func:`claim_run_dir` takes an exclusive lock on it 
 ``flock`` on ``.numlp.lock``, held until the run ends and dropped by the kernel if the process
 dies, even by ``kill -9``), so two ``numlp train --out X`` started together cannot both write
 into X: the second is refused at once. Nothing is written or removed before the claim is
-held; a run that fails before it wrote anything leaves no folder behind.
+held. A new run that fails before it saved anything to resume from (its checks, its data, its
+first epoch: whatever the cause) leaves the folder as it found it: what it wrote is removed,
+and so is a folder it created; an ``--overwrite`` run removes the run it replaces only once
+it begins (:meth:`RunClaim.begin`), after every check.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ RUN_EXTRAS = (
     "report.html",
 )
 LOCK_NAME = ".numlp.lock"
+MEMBERS_FOLDER = "members"  # a committee's member runs, each a run folder of its own
 
 
 class RunDirError(ValueError):
@@ -38,11 +42,38 @@ class RunDirError(ValueError):
 class RunClaim:
     """An exclusive claim on a run folder; release it with :meth:`release` (or ``with``)."""
 
-    def __init__(self, path: Path, lock_file, created: list[Path], previous: list[str]):
+    def __init__(self, path: Path, lock_file, created: list[Path], previous: list[str],
+                 resume: bool = False):  # fmt: skip
         self.path = path
         self._lock_file = lock_file
         self.created = created  # folders this claim made (the run folder, its new parents)
         self.previous = previous  # run files that were there when it was claimed
+        self.resume = resume
+        self.began = False  # the run has started writing its files
+
+    def begin(self) -> None:
+        """The run starts writing (every check passed): a new run first removes the files of
+        the run this folder held (``--overwrite``)."""
+        if not self.resume:
+            self.clear_previous()
+        self.began = True
+
+    def resumable(self) -> bool:
+        """Whether the folder holds a checkpoint to resume from (its own or a member's)."""
+        return (self.path / "checkpoint.npz").is_file() or any(
+            self.path.glob(f"{MEMBERS_FOLDER}/*/checkpoint.npz")
+        )
+
+    def undo_start(self) -> None:
+        """Remove what a new run wrote before it failed (nothing of it can be resumed), and
+        the folders this claim created; what was there before the run began stays."""
+        if self.began and not self.resume:
+            self.clear_previous()
+            try:
+                (self.path / MEMBERS_FOLDER).rmdir()
+            except OSError:
+                pass
+        self.abandon()
 
     def clear_previous(self) -> None:
         """Remove the files of the run this folder held (``--overwrite``), so the new run never
@@ -72,7 +103,9 @@ class RunClaim:
     def __enter__(self) -> RunClaim:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, exc_type, *exc) -> None:
+        if exc_type is not None and not self.resume and not self.resumable():
+            self.undo_start()
         self.release()
 
 
@@ -104,7 +137,7 @@ def claim_run_dir(out, *, overwrite: bool = False, resume: bool = False) -> RunC
             "choose another --out"
         )
     previous = [name for name in RUN_FILES if (out / name).exists()]
-    claim = RunClaim(out, lock_file, created, previous)
+    claim = RunClaim(out, lock_file, created, previous, resume)
     if previous and not (overwrite or resume):
         claim.release()
         raise RunDirError(

@@ -13,9 +13,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
 
-from numlp.losses import SoftmaxCrossEntropy
-from numlp.model import mlp
-from numlp.optim import SGD, make_optimizer
+from numlp.config import TrainConfig
+from numlp.parts import build_loss, build_model, build_optimizer
 
 
 class MLPClassifier(ClassifierMixin, BaseEstimator):
@@ -121,19 +120,22 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     def _build(self, n_features: int) -> None:
         seed = self.random_state if isinstance(self.random_state, int) else None
         self._rng = np.random.default_rng(seed)
-        self.model_ = mlp(
-            (n_features,),
-            self.hidden,
-            max(len(self.classes_), 2),
-            self.activation,
-            self.dropout,
+        # The run settings, checked once as a config file's are; the parts are built as
+        # `numlp train` builds them (registered activations and optimizers included).
+        self.config_ = TrainConfig(
+            hidden=tuple(self.hidden),
+            activation=self.activation,
+            dropout=self.dropout,
+            optimizer=self.optimizer,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            label_smoothing=self.label_smoothing,
+            schedule="constant",
+            val_split=0.0,
             seed=int(self._rng.integers(2**31)),
-        )
-        kwargs = {"lr": self.lr, "weight_decay": self.weight_decay}
-        if self.optimizer == "sgd":
-            self.optimizer_ = SGD(self.model_.parameters(), momentum=0.9, **kwargs)
-        else:
-            self.optimizer_ = make_optimizer(self.optimizer, self.model_.parameters(), **kwargs)
+        ).validate()
+        self.model_ = build_model(self.config_, (n_features,), max(len(self.classes_), 2))
+        self.optimizer_ = build_optimizer(self.config_, self.model_)
         self.history_ = []
         self.predictor_ = copy.deepcopy(self.model_).astype(np.float64)
 
@@ -147,7 +149,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             epochs=epochs,
             batch_size=min(self.batch_size, len(X)),
             optimizer=self.optimizer_,
-            loss=SoftmaxCrossEntropy(self.label_smoothing),
+            loss=build_loss(self.config_),
             seed=int(self._rng.integers(2**31)),
         )
         self.history_.extend(history.records)

@@ -91,24 +91,21 @@ def add_commands(commands) -> None:
 
 def cmd_evaluate(args) -> int:
     from numlp.checks import as_model_input
-    from numlp.committee import Committee
+    from numlp.data.datasets import DataSource
     from numlp.io import load_model
-    from numlp.losses import BCEWithLogits
     from numlp.metrics import confusion_matrix, format_report, per_class_scores
-    from numlp.run import LOSS_WORDS, evaluation_loss, load_split
+    from numlp.parts import loss_words, reported_loss
 
     model, header = load_model(args.model)
-    data, x, y = load_split(header, args.dataset, args.data_dir, not args.no_download)
+    source = DataSource(args.data_dir, not args.no_download)
+    data, x, y = source.test_split(header, args.dataset)
     try:  # a model of flattened inputs (784,) takes the 28x28 images too
         x = as_model_input(x, model.input_shape, f"{data.name} test images")
     except ValueError as err:
         raise CLIError(f"{args.model}: {err}") from None
     settings = header.get("training", {}).get("config")
-    if isinstance(model, Committee):  # the cross-entropy of its mean probabilities
-        loss, scores = None, model.evaluate(x, y)
-    else:
-        loss = evaluation_loss(settings) or model.default_loss()
-        scores = model.evaluate(x, y, loss=loss)
+    loss = reported_loss(settings) or model.default_loss()
+    scores = model.evaluate(x, y, loss=loss)
     cm = confusion_matrix(y, model.predict(x), model.classes)
     names = header.get("class_names") or data.class_names
     if args.json:
@@ -126,8 +123,7 @@ def cmd_evaluate(args) -> int:
         )
         return 0
     print(f"{data.name} test set: {len(y):,} images")
-    name = LOSS_WORDS.get((settings or {}).get("loss"), "")
-    name = name or ("binary cross-entropy" if isinstance(loss, BCEWithLogits) else "cross-entropy")
+    name = loss_words((settings or {}).get("loss"), loss)
     print(f"accuracy {scores['accuracy']:.2%}  {name} {scores['loss']:.4f}")
     print()
     print(format_report(cm, names))
@@ -177,11 +173,11 @@ def cmd_export(args) -> int:
 
 
 def cmd_ensemble(args) -> int:
+    from numlp.data.datasets import DataSource
     from numlp.ensemble import build_ensemble, summary_line
 
-    summary = build_ensemble(
-        args.runs, args.out, args.data_dir, not args.no_download, overwrite=args.overwrite
-    )
+    source = DataSource(args.data_dir, not args.no_download)
+    summary = build_ensemble(args.runs, args.out, source, overwrite=args.overwrite)
     print(summary_line(summary))
     return 0
 

@@ -86,8 +86,8 @@ def _add_setting_flags(train: argparse.ArgumentParser) -> None:
 
 def cmd_train(args) -> int:
     from numlp.config import SETTINGS, load_config
-    from numlp.run import TrainingInterrupted, run_training
-    from numlp.threads import parse_threads
+    from numlp.data.datasets import DataSource
+    from numlp.run import Console, TrainingInterrupted, run_training
     from numlp.train import TrainingDiverged
 
     overrides = {key: getattr(args, key) for key in SETTINGS}
@@ -105,40 +105,34 @@ def cmd_train(args) -> int:
     else:
         config = base_config(args.preset, args.config).updated(**overrides)
         out = args.out
-    options = dict(
-        data_dir=args.data_dir,
-        download=not args.no_download,
-        overwrite=args.overwrite,
-        progress=download_progress(),
-        resume=bool(args.resume),
-        quiet=args.quiet,
-        threads=parse_threads(args.threads),
-        progress_bar=sys.stderr.isatty(),
-    )
+    plots = None if args.no_plots else partial(_plots_after_training, args=args)
     try:
-        if config.members > 1:
-            _train_committee(config, out, options, args)
-        else:
-            plots = None if args.no_plots else partial(_plots_after_training, args=args)
-            run_training(config, out, on_finish=plots, **options)
+        summary = run_training(
+            config,
+            out,
+            source=DataSource(args.data_dir, not args.no_download, download_progress()),
+            console=Console(quiet=args.quiet, progress_bar=sys.stderr.isatty()),
+            overwrite=args.overwrite,
+            resume=bool(args.resume),
+            threads=args.threads,
+            on_finish=plots,
+        )
     except TrainingInterrupted as stop:
         print(f"numlp: {stop}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except TrainingDiverged as err:
         raise CLIError(f"training diverged: {err}") from None
+    if config.members > 1 and plots is not None:
+        _committee_plots(Path(summary["model_path"]).parent, args)
     return 0
 
 
-def _train_committee(config, out, options: dict, args) -> None:
-    """``--members N``: N runs in OUT/members/, joined into the committee OUT/model.npz."""
-    from numlp.ensemble import train_committee
+def _committee_plots(out: Path, args) -> None:
+    """A committee's plots, drawn from its file and test set once the members are joined."""
     from numlp.report import PlotsUnavailable, make_run_plots
 
-    summary = train_committee(config, out, **options)
-    if args.no_plots:
-        return
     try:
-        paths = make_run_plots(Path(summary["model_path"]).parent, args.data_dir)
+        paths = make_run_plots(out, args.data_dir)
     except PlotsUnavailable as err:
         print(f"no plots: {err}", file=sys.stderr)
         return

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from numlp import preprocess
 from numlp.data.catalog import (  # noqa: F401  (re-exported: the names users import from here)
     DATASETS,
     FILE_NAMES,
@@ -43,6 +44,29 @@ class Dataset:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     source: Path
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """Where a run's datasets come from: ``data_dir`` looked in first, whether a download
+    from the mirrors is allowed, and ``progress(file_name, done_bytes, total_bytes)`` for it.
+    Built once where the settings enter (the command line, a sweep), handed down as one."""
+
+    data_dir: Path | None = None
+    download: bool = True
+    progress: object = None
+
+    def load(self, name: str) -> Dataset:
+        """The dataset ``name`` (see :func:`load_dataset`)."""
+        return load_dataset(name, self.data_dir, self.download, self.progress)
+
+    def test_split(self, facts: dict, dataset: str | None = None):
+        """``(data, x, y)``: the test images of the dataset a model was trained on
+        (``facts``: a model header, or a run's metadata; ``dataset`` overrides its name),
+        preprocessed as the model expects, and their labels."""
+        data = self.load(dataset or facts.get("dataset") or "mnist")
+        x = preprocess.apply(data.x_test, facts.get("preprocessing"))
+        return data, x, np.asarray(data.y_test)
 
 
 def load_dataset(

@@ -35,6 +35,7 @@ from numlp.sweep.storage import (
 )
 from numlp.sweep.trial import TrialPlan, outcome
 from numlp.sweep.worker import census, work
+from numlp.threads import parse_threads
 
 PRUNERS = ("median", "hyperband", "halving", "none")
 EMBEDDED_STUDY = "numlp"
@@ -69,6 +70,8 @@ class SweepSettings:
             raise ValueError(f"--workers must be from 1 to 256, got {self.workers}")
         if self.pruner not in PRUNERS:
             raise ValueError(f"unknown pruner {self.pruner!r}; choose one of {', '.join(PRUNERS)}")
+        if self.threads is not None:
+            self.threads = parse_threads(self.threads)  # the one thread check, bounds included
         if not self.heartbeat > 0:
             raise ValueError(
                 f"--heartbeat must be a positive number of seconds, got {self.heartbeat}"

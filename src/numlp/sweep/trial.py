@@ -17,7 +17,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from numlp.run import run_training
+from numlp.data.datasets import DataSource
+from numlp.run import Console, run_training
 from numlp.sweep.space import SearchSpace
 from numlp.train import Callback, TrainingDiverged
 
@@ -92,11 +93,9 @@ def run_trial(plan: TrialPlan, trial) -> float:
         summary = run_training(
             config,
             out,
-            data_dir=plan.data_dir,
-            download=False,
-            stream=io.StringIO(),
+            source=DataSource(plan.data_dir, download=False),
+            console=Console(io.StringIO(), quiet=True),
             callbacks=[reporter],
-            quiet=True,
             threads=plan.threads,
             score_test=False,
         )
