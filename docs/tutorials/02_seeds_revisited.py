@@ -153,9 +153,8 @@ print("BCEWithLogits:  ", BCEWithLogits().forward(z, y))
 # %%
 from numlp.config import load_config
 from numlp.data import load_dataset
+from numlp.parts import build_loss, build_model, build_optimizer
 from numlp.preprocess import apply, scaling
-from numlp.run import build_model, make_loss, make_optimizer_for
-from numlp.schedules import plan
 
 data = load_dataset("mnist")
 n = 10_000 if QUICK else 60_000
@@ -168,10 +167,9 @@ for path in sorted((ROOT / "examples" / "seeds").glob("*.toml")):
     started = time.perf_counter()
     model.fit(
         x_train, data.y_train[:n], epochs=1, batch_size=config.batch_size,
-        optimizer=make_optimizer_for(config, model), loss=make_loss(config),
-        schedule=plan(config.schedule, config.lr, config.warmup_epochs), seed=0,
+        optimizer=build_optimizer(config, model), loss=build_loss(config), seed=0,
     )  # fmt: skip
-    accuracy = model.evaluate(x_test, data.y_test, loss=make_loss(config))["accuracy"]
+    accuracy = model.evaluate(x_test, data.y_test, loss=build_loss(config))["accuracy"]
     rows.append((path.name[:3], path.name, accuracy, time.perf_counter() - started))
     print(f"{path.name:<24} one epoch on {n:,} images: test {accuracy:.2%}")
 

@@ -104,12 +104,12 @@ Image(filename=curves)
 
 # %%
 from numlp.config import load_config
-from numlp.run import run_training
+from numlp.run import Console, run_training
 
 config = load_config(preset_path("quick99"))
 if QUICK:
     config = config.updated(epochs=1)
-summary = run_training(config, Path(tempfile.mkdtemp()) / "quick99", quiet=True)
+summary = run_training(config, Path(tempfile.mkdtemp()) / "quick99", console=Console(quiet=True))
 
 # %% [markdown]
 # Measured over three seeds, `quick99` gives 99.08 ± 0.02 % in about a minute and `best`

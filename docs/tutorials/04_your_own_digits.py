@@ -71,10 +71,10 @@ for ax in axes:
 
 # %%
 from numlp.config import load_config, preset_path
-from numlp.run import run_training
+from numlp.run import Console, run_training
 
 config = load_config(preset_path("quick99")).updated(epochs=1 if QUICK else 10)
-summary = run_training(config, work / "run", quiet=True)
+summary = run_training(config, work / "run", console=Console(quiet=True))
 
 # %% [markdown]
 # ## Predictions

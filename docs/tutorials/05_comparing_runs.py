@@ -25,7 +25,7 @@ from pathlib import Path
 from IPython.display import Image
 
 from numlp.config import TrainConfig
-from numlp.run import run_training
+from numlp.run import Console, run_training
 
 QUICK = os.environ.get("NUMLP_DOCS_QUICK") == "1"
 work = Path(tempfile.mkdtemp())
@@ -43,7 +43,7 @@ recipes = {
     "narrow": TrainConfig(epochs=epochs, hidden=(64,)),
 }
 for name, config in recipes.items():
-    summary = run_training(config, work / name, quiet=True, stream=io.StringIO())
+    summary = run_training(config, work / name, console=Console(io.StringIO(), quiet=True))
     print(
         f"{name:<18} validation {summary['val_accuracy']:.2%}  test {summary['test_accuracy']:.2%}"
     )
