@@ -23,6 +23,8 @@ from numlp import Adam, Dense, Flatten, ReLU, Sequential  # noqa: E402
 from numlp.io import save_model  # noqa: E402
 from numlp.serve import create_app  # noqa: E402
 
+pytestmark = pytest.mark.slow  # servers, Chromium, PostgreSQL, benchmarks or long training
+
 
 @pytest.fixture(scope="module")
 def model_file(mnist_arrays, tmp_path_factory):
@@ -350,6 +352,9 @@ def picture_burst(url) -> list[tuple[str, int]]:
         (bytes(range(256)) * 4, "image/png", 415, "not an image Pillow can read"),
         (json.dumps({"pixels": [[0] * 28] * 28}).encode(), "application/json", 422, "no ink"),
         (png(np.zeros((1, 1))), "image/png", 422, "only 1x1 pixels"),
+        # faint enough to round to nothing: what the model would see is blank
+        (json.dumps({"pixels": [[0.001] * 28] * 28}).encode(), "application/json", 422, "no ink"),
+        (json.dumps({"pixels": [0.0001] + [0] * 783}).encode(), "application/json", 422, "no ink"),
     ],
 )
 def test_hostile_bodies_get_a_4xx_that_names_the_problem(client, content, kind, status, message):
@@ -404,3 +409,127 @@ def test_bad_ports_are_one_line_errors_with_status_2(model_file):
         f"numlp: error: cannot serve on 127.0.0.1:{port}: the port is in use; choose another "
         "with --port"
     )
+
+
+def test_media_types_are_case_insensitive(client, mnist_arrays):
+    pixels = mnist_arrays[2][0].tolist()
+    for kind in ("APPLICATION/JSON", "Application/Json; charset=UTF-8"):
+        answer = client.post("/predict", content=json.dumps({"pixels": pixels}),
+                             headers={"content-type": kind})  # fmt: skip
+        assert answer.status_code == 200, answer.text
+
+
+# JSON bodies are prepared on the pool like pictures: each takes 0.5 s at least here, so
+# /health asked amid them shows whether they held the event loop.
+SLOW_JSON_DRIVER = SERVER_DRIVER.replace(
+    "from numlp.cli import main",
+    """import time
+parse = numlp.serve._pixels_from_json
+def slow_parse(*args, **kwargs):
+    time.sleep(0.5)
+    return parse(*args, **kwargs)
+numlp.serve._pixels_from_json = slow_parse
+from numlp.cli import main""",
+)
+
+
+def test_json_bodies_are_parsed_off_the_event_loop(model_file):
+    from concurrent.futures import ThreadPoolExecutor
+
+    process, url = start_server(model_file, free_port(), driver=SLOW_JSON_DRIVER)
+    body = json.dumps({"pixels": [[7] * 28] * 28}).encode()
+    finished = []
+    try:
+        with ThreadPoolExecutor(12) as clients:
+            futures = [clients.submit(post, url, body, "application/json", 60) for _ in range(12)]
+            time.sleep(0.2)
+            with urllib.request.urlopen(url + "/health", timeout=60) as response:
+                finished.append(("health", response.status))
+            for future in futures:
+                finished.append(("json", future.result()[0]))
+    finally:
+        stop_server(process)
+    assert finished[0] == ("health", 200)  # answered while the JSON bodies were in the pool
+    assert {status for _, status in finished[1:]} <= {200, 503}
+
+
+# A server that gives a request head 1 s (instead of 10) and keeps 8 connections at most.
+GUARDED_DRIVER = SERVER_DRIVER.replace(
+    "from numlp.cli import main",
+    "numlp.serve.HEAD_SECONDS = 1.0\nnumlp.serve.MAX_CONNECTIONS = 8\nfrom numlp.cli import main",
+)
+
+
+def closed_within(sock, seconds: float) -> bool:
+    """Whether the server closes ``sock`` within ``seconds`` (reads until EOF)."""
+    sock.settimeout(seconds)
+    try:
+        while sock.recv(4096):
+            pass
+    except TimeoutError:
+        return False
+    except ConnectionError:
+        pass
+    return True
+
+
+def test_idle_and_trickling_connections_are_closed_and_bounded(model_file):
+    port = free_port()
+    process, url = start_server(model_file, port, driver=GUARDED_DRIVER)
+    try:
+        idle = socket.create_connection(("127.0.0.1", port))
+        trickler = socket.create_connection(("127.0.0.1", port))
+        trickler.sendall(b"GET /health HTTP/1.1\r\n")
+        with pytest.raises(OSError):  # a header line every 0.3 s: the head never arrives
+            for _ in range(40):
+                time.sleep(0.3)
+                trickler.sendall(b"X-Slow: 1\r\n")
+        assert closed_within(idle, 5)
+        # more idle connections than the limit: the newest take the places of the oldest
+        held = [socket.create_connection(("127.0.0.1", port)) for _ in range(20)]
+        with urllib.request.urlopen(url + "/health", timeout=10) as response:
+            assert response.status == 200  # a real client still gets in
+        assert all(closed_within(sock, 5) for sock in held)
+        # every place busy with a request (a body that never comes): one more gets 503
+        head = b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\n\r\n"
+        busy = [socket.create_connection(("127.0.0.1", port)) for _ in range(8)]
+        for sock in busy:
+            sock.sendall(head)
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", port), timeout=5)
+        assert extra.recv(4096).startswith(b"HTTP/1.1 503")
+        for sock in busy:  # each is answered 408 when its body is late
+            sock.settimeout(5)
+            assert b" 408 " in sock.recv(4096).split(b"\r\n")[0] + b" "
+    finally:
+        err = stop_server(process)
+    assert "Traceback" not in err
+
+
+def test_a_flood_past_the_open_file_limit_neither_locks_clients_out_nor_floods_the_log(
+    model_file,
+):
+    import resource
+
+    port = free_port()
+    limit = "import resource\nresource.setrlimit(resource.RLIMIT_NOFILE, (96, 96))\n"
+    driver = limit + SERVER_DRIVER.replace(
+        "from numlp.cli import main", "numlp.serve.HEAD_SECONDS = 2.0\nfrom numlp.cli import main"
+    )
+    process, url = start_server(model_file, port, driver=driver)
+    socks = []
+    try:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        for _ in range(min(300, soft - 64)):  # three times the server's open files
+            try:
+                socks.append(socket.create_connection(("127.0.0.1", port), timeout=2))
+            except OSError:
+                break
+        time.sleep(3)  # past the head deadline: the idle ones are closed
+        with urllib.request.urlopen(url + "/health", timeout=10) as response:
+            assert response.status == 200
+    finally:
+        for sock in socks:
+            sock.close()
+        err = stop_server(process)
+    assert len(err) < 20_000 and err.count("Traceback") <= 1, err[-2000:]

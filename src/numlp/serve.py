@@ -5,10 +5,18 @@ like MNIST by :func:`numlp.data.images.to_mnist`) or JSON ``{"pixels": 28x28 num
 ``GET /health``; ``GET /model``. Bad input gets a 4xx with a message and the server goes on.
 Needs the ``serve`` extra (Starlette, uvicorn, Pillow).
 
-Pictures are decoded and prepared on a small pool of threads, never on the event loop, so a
-large picture cannot freeze ``/health`` or the other clients; when the pool and its short
-queue are full the answer is 503 at once rather than an unbounded wait. The model itself
-(whose layers cache their last input) only ever runs on the event loop's thread.
+Pictures and JSON bodies are decoded and prepared on a small pool of threads, never on the
+event loop, so a large body cannot freeze ``/health`` or the other clients; when the pool and
+its short queue are full the answer is 503 at once rather than an unbounded wait. The model
+itself (whose layers cache their last input) only ever runs on the event loop's thread.
+
+Connections are bounded too (``GuardedConnections`` in :func:`guarded_protocol`): at most
+``MAX_CONNECTIONS`` open, so idle sockets cannot use up the process's files. At the limit a new
+connection takes the place of the one that has waited longest without sending a request head;
+when every connection is busy with a request, it gets 503 and is closed. A request's head must
+arrive within ``HEAD_SECONDS`` (a client that sends nothing, or trickles header lines, is
+closed) and its body within ``BODY_SECONDS``; a message the server logs again and again (a
+flood of failures) is logged once a minute, without its traceback.
 """
 
 from __future__ import annotations
@@ -16,8 +24,13 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import logging
+import math
+import re
+import resource
 import socket
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 
@@ -32,6 +45,8 @@ MAX_BYTES = 2_000_000
 PICTURE_WORKERS = 2
 PICTURE_QUEUE = 64  # pictures waiting for a worker (bodies of 2 MB at most); one more: 503
 BODY_SECONDS = 10.0  # an upload slower than this is cut off (408)
+HEAD_SECONDS = 10.0  # a request line and headers slower than this: the connection is closed
+MAX_CONNECTIONS = 512  # open at once (and at most half the open files the process may have)
 
 
 class Rejected(Exception):
@@ -109,11 +124,9 @@ def create_app(model, header: dict, max_bytes: int = MAX_BYTES, pool: PicturePoo
     async def predict(request):
         try:
             body = await _read_body(request, max_bytes)
-            kind = request.headers.get("content-type", "").split(";")[0].strip()
-            if kind == "application/json":
-                digit = _pixels_from_json(body)
-            else:
-                digit = await pool.run(to_mnist, body)
+            kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+            prepare = _pixels_from_json if kind == "application/json" else to_mnist
+            digit = await pool.run(prepare, body)
         except Rejected as err:
             return JSONResponse({"error": str(err)}, status_code=err.status)
         except ImageError as err:
@@ -189,11 +202,12 @@ def _pixels_from_json(body: bytes) -> np.ndarray:
         raise ImageError("pixels contain NaN or Inf")
     if pixels.min() < 0 or pixels.max() > 255:
         raise ImageError("pixels must be in 0..255 (or 0..1)")
-    if pixels.max() == 0:
-        raise ImageError("no ink found: the picture is blank")
     if pixels.max() <= 1.0:
         pixels = pixels * 255
-    return np.round(pixels).astype(np.uint8)
+    digit = np.round(pixels).astype(np.uint8)
+    if digit.max() == 0:  # after scaling and rounding: what the model would see
+        raise ImageError("no ink found: the picture is blank")
+    return digit
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -239,10 +253,17 @@ def serve(
     try:
         import uvicorn
     except ImportError:
-        raise ImportError("numlp serve needs: pip install 'numlp[serve]'") from None
+        raise ImportError(
+            "numlp serve needs: pip install starlette uvicorn Pillow (numlp's serve extra)"
+        ) from None
     from numlp.io import load_model
 
     model, header = load_model(model_path)
+    if model.input_shape is None or math.prod(model.input_shape) != 784:
+        raise ValueError(
+            f"{model_path}: numlp serve's page draws 28x28 digits, and this model takes inputs "
+            f"of shape {model.input_shape}; use numlp predict for its own data"
+        )
     _one_blas_thread()
     sock = bind(host, port)
     port = sock.getsockname()[1]  # the real one when 0 asked for any free port
@@ -252,6 +273,120 @@ def serve(
         flush=True,
     )
     config = uvicorn.Config(
-        create_app(model, header, max_bytes), log_level="warning", timeout_keep_alive=5
+        create_app(model, header, max_bytes),
+        log_level="warning",
+        timeout_keep_alive=5,
+        http=guarded_protocol(),
     )
+    for name in ("asyncio", "uvicorn.error"):
+        logging.getLogger(name).addFilter(OncePerMinute())
     uvicorn.Server(config).run(sockets=[sock])
+
+
+def connection_limit() -> int:
+    """MAX_CONNECTIONS, or half the files this process may open if that is less."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return MAX_CONNECTIONS
+    return max(8, min(MAX_CONNECTIONS, soft // 2))
+
+
+BUSY = (
+    b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\n"
+    b"connection: close\r\ncontent-length: 50\r\n\r\n"
+    b'{"error": "too many connections; try again soon"}'
+)
+
+
+def guarded_protocol():
+    """uvicorn's HTTP/1.1 protocol with the connection guards of :class:`GuardedConnections`
+    (a function, so that uvicorn is imported only when serving)."""
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class GuardedConnections(H11Protocol):
+        """At most :func:`connection_limit` connections open: at the limit a new one replaces
+        the connection that has waited longest for its request head, or, when all are busy
+        with requests, gets 503 and is closed before it costs more than its socket. Every
+        request head (line and headers) must arrive within HEAD_SECONDS of the connection
+        opening or of the last answer."""
+
+        refused = False
+        deadline = None
+        waiting_since = 0.0
+
+        def connection_made(self, transport):
+            if len(self.connections) >= connection_limit() and not self._evict_idle():
+                self.refused, self.transport = True, transport
+                transport.write(BUSY)
+                transport.close()
+                return
+            super().connection_made(transport)
+            self._arm()
+
+        def _evict_idle(self) -> bool:
+            """Close the connection that has waited longest for a request head, if any."""
+            idle = [c for c in self.connections if getattr(c, "deadline", None) is not None]
+            if not idle:
+                return False
+            oldest = min(idle, key=lambda c: c.waiting_since)
+            oldest._disarm()
+            oldest.transport.close()
+            self.connections.discard(oldest)  # its place is free now, not when the loss is seen
+            return True
+
+        def connection_lost(self, exc):
+            self._disarm()
+            if not self.refused:
+                super().connection_lost(exc)
+
+        def data_received(self, data):
+            if self.refused:
+                return
+            super().data_received(data)
+            if self.conn.their_state is not h11.IDLE:  # the head has arrived
+                self._disarm()
+
+        def on_response_complete(self):
+            super().on_response_complete()
+            if not self.transport.is_closing():
+                self._arm()  # the next request's head has HEAD_SECONDS too
+
+        def _arm(self):
+            self._disarm()
+            self.waiting_since = self.loop.time()
+            self.deadline = self.loop.call_later(HEAD_SECONDS, self._too_slow)
+
+        def _disarm(self):
+            if self.deadline is not None:
+                self.deadline.cancel()
+                self.deadline = None
+
+        def _too_slow(self):
+            self.deadline = None
+            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+                self.transport.close()
+
+    return GuardedConnections
+
+
+class OncePerMinute(logging.Filter):
+    """Lets each distinct message through once a minute, without its traceback: a flood of
+    one failure (accept() out of files, say) must not fill the disk with the same lines."""
+
+    def __init__(self, seconds: float = 60.0):
+        super().__init__()
+        self.seconds, self.last = seconds, {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # the message's start, numbers masked: asyncio puts times and addresses in its messages
+        key = (record.name, re.sub(r"[0-9]+", "#", record.getMessage())[:60])
+        now = time.monotonic()
+        if now - self.last.get(key, -self.seconds) < self.seconds:
+            return False
+        self.last[key] = now
+        if record.exc_info and record.exc_info[1] is not None:
+            record.msg = f"{record.getMessage()}: {record.exc_info[1]!r} (repeats are dropped "\
+                         f"for {self.seconds:g} s)"  # fmt: skip
+            record.args, record.exc_info, record.exc_text = (), None, None
+        return True
