@@ -2,8 +2,11 @@
 
 Same properties as tests/test_fuzz.py, many more inputs. Prints how many inputs each property
 tried and any failure found (a loader raising something other than its own clear error).
+``--commands N`` then runs the structured fuzzer of tests/test_fuzz_commands.py (mutated
+headers, committee files, configs, sweep files, metrics.jsonl and HTTP bodies through the real
+commands) with N examples per property.
 
-    python benchmarks/fuzz.py --examples 20000
+    python benchmarks/fuzz.py --examples 20000 --commands 3000
 """
 
 import argparse
@@ -22,6 +25,7 @@ import test_fuzz  # noqa: E402  (the properties live with the tests)
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--examples", type=int, default=20000)
+    parser.add_argument("--commands", type=int, default=0, help="examples per command property")
     args = parser.parse_args()
     config = settings(
         max_examples=args.examples,
@@ -89,6 +93,15 @@ def main() -> None:
                 failures.append(verdict)
             print(f"{prop.__name__}: {verdict} ({time.perf_counter() - start:.0f}s)", flush=True)
     print("inputs tried:", ", ".join(f"{k} {v:,}" for k, v in counts.items()))
+    if args.commands:
+        import os
+        import subprocess
+
+        tests = Path(__file__).resolve().parents[1] / "tests" / "test_fuzz_commands.py"
+        env = {**os.environ, "NUMLP_FUZZ_EXAMPLES": str(args.commands), "MPLBACKEND": "Agg"}
+        done = subprocess.run([sys.executable, "-m", "pytest", "-q", str(tests)], env=env)
+        if done.returncode:
+            failures.append("command properties")
     sys.exit(1 if failures else 0)
 
 

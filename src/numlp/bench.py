@@ -19,6 +19,8 @@ import time
 
 import numpy as np
 
+from numlp.atomic import atomic_write_text
+
 HIDDEN = (512, 256)
 BATCH = 128
 LR = 0.01
@@ -142,8 +144,7 @@ def main(argv=None) -> int:
     result = run(args.data_dir, args.rounds)
     print(report(result))
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
+        atomic_write_text(args.json, json.dumps(result, indent=1))
     return 0
 
 

@@ -77,12 +77,7 @@ class Checkpoint(Callback):
                     f"{name} holds NaN or Inf after epoch {state['epoch']}; the checkpoint "
                     "was not overwritten. Try a lower learning rate or gradient clipping."
                 )
-        try:
-            save_checkpoint(self.path, model, self.context.optimizer, state, **self.metadata)
-        except OSError as err:
-            raise OSError(
-                err.errno, f"{err.strerror} while writing {self.path} (the previous one is kept)"
-            ) from None
+        save_checkpoint(self.path, model, self.context.optimizer, state, **self.metadata)
         self.saved = {"epoch": state["epoch"], "batch": state["batch"]}
 
     def on_epoch_end(self, epoch, logs):

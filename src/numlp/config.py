@@ -26,7 +26,7 @@ from numlp.data.catalog import NAME_PATTERN
 from numlp.data.datasets import DATASETS
 from numlp.layers import ACTIVATIONS
 from numlp.losses import LOSSES, SoftmaxCrossEntropy
-from numlp.model import OUTPUTS
+from numlp.model import MAX_PARAMETERS, OUTPUTS
 from numlp.optim import OPTIMIZERS
 from numlp.schedules import SCHEDULES
 
@@ -80,6 +80,12 @@ class TrainConfig:
     shuffle: bool = setting(True, "reshuffle the training data every epoch")
     epochs: int = setting(10, "passes over the training data")
     val_split: float = setting(0.1, "fraction of the training data held out for validation")
+    patience: int = setting(
+        0, "stop when validation accuracy has not improved for this many epochs (0: never)"
+    )
+    keep_best: bool = setting(
+        False, "save the epoch with the best validation accuracy as model.npz, not the last"
+    )
     input_scale: float = setting(1 / 255, "pixels are fed as pixel * input_scale + input_shift")
     input_shift: float = setting(0.0, "added after input_scale (e.g. -0.5 to centre 0..1)")
     watch_test: bool = setting(
@@ -125,9 +131,16 @@ class TrainConfig:
                 need(getattr(self, name) in choices, name, f"choose one of {', '.join(choices)}")
         need(
             len(self.hidden) <= MAX_LAYERS
-            and all(isinstance(h, int) and 0 < h <= MAX_WIDTH for h in self.hidden),
+            and all(type(h) is int and 0 < h <= MAX_WIDTH for h in self.hidden),  # no `true`
             "hidden",
             f"give up to {MAX_LAYERS} layer widths from 1 to {MAX_WIDTH:,}, such as 512,256",
+        )
+        between = sum(a * b for a, b in zip(self.hidden, self.hidden[1:]))
+        need(
+            between <= MAX_PARAMETERS,
+            "hidden",
+            f"these widths alone make {between:,} weights, over numlp's limit of "
+            f"{MAX_PARAMETERS:,}: use narrower or fewer layers",
         )
         for key, check in (("init", initializers.check_weight_init),
                            ("bias_init", initializers.check_bias_init)):  # fmt: skip
@@ -165,6 +178,17 @@ class TrainConfig:
         )
         need(0 <= self.warmup_epochs < self.epochs, "warmup_epochs", "it must be in [0, epochs)")
         need(0 <= self.val_split < 1, "val_split", "it must be in [0, 1) (0 means no validation)")
+        need(
+            type(self.patience) is int and 0 <= self.patience <= MAX_EPOCHS,
+            "patience",
+            f"it must be an integer from 0 (never stop early) to {MAX_EPOCHS:,}",
+        )
+        for key in ("patience", "keep_best"):
+            need(
+                not getattr(self, key) or self.val_split > 0,
+                key,
+                "it judges epochs on the validation split: set val_split above 0",
+            )
         need(_positive(self.input_scale) and self.input_scale < 1e6, "input_scale",
              "it must be a positive number")  # fmt: skip
         need(

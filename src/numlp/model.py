@@ -27,6 +27,7 @@ from numlp.layers import (
     softmax,
 )
 from numlp.losses import BCEWithLogits, Loss, SoftmaxCrossEntropy
+from numlp.registry import MODEL_FILES
 from numlp.scoring import Scorer
 from numlp.threads import small_batch_threads
 from numlp.train import fit
@@ -297,6 +298,12 @@ class Sequential:
         """What Jupyter shows for a model: its :meth:`summary` table."""
         return f"<pre>{html.escape(self.summary())}</pre>"
 
+    def save(self, path, **metadata):
+        """Write this model to the model file ``path`` (``.npz``, atomically) with
+        ``metadata`` in its header (``class_names``, ``preprocessing``...); returns the path.
+        ``numlp.load(path)`` reads it back."""
+        return MODEL_FILES["npz"](path, self, **metadata)
+
     # -- state, for numlp.io -----------------------------------------------------------------
 
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -351,6 +358,9 @@ class Sequential:
 
 
 OUTPUTS = ("logits", "softmax", "sigmoid")  # what the last Dense is followed by
+# 400 MB of float32 weights, 1.2 GB with Adam's two moments: 30 times the largest published MLP
+# for MNIST (12 million), and far below what would exhaust this machine's memory by a typo.
+MAX_PARAMETERS = 400_000_000
 
 
 def mlp(
@@ -372,6 +382,14 @@ def mlp(
     ``Dense`` (see :mod:`numlp.init`)."""
     if output not in OUTPUTS:
         raise ValueError(f"unknown output {output!r}; choose one of {', '.join(OUTPUTS)}")
+    widths = [math.prod(input_shape), *map(int, hidden), classes]
+    count = sum((a + 1) * b for a, b in zip(widths, widths[1:]))
+    if count > MAX_PARAMETERS:  # before a byte is allocated
+        raise ValueError(
+            f"an MLP {'-'.join(map(str, widths))} has {count:,} parameters "
+            f"({count * 12 / 2**30:.1f} GiB with Adam's state), over numlp's limit of "
+            f"{MAX_PARAMETERS:,}: use narrower or fewer layers"
+        )
     layers: list[Layer] = [Flatten()] if len(input_shape) > 1 else []
     width = math.prod(input_shape)
     for size in hidden:

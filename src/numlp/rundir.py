@@ -16,6 +16,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from numlp.atomic import open_in_place
+
 try:
     import fcntl
 except ImportError:  # Windows: creating the lock file exclusively stands in for flock (a run
@@ -24,6 +26,7 @@ except ImportError:  # Windows: creating the lock file exclusively stands in for
 RUN_FILES = ("model.npz", "metrics.jsonl", "config.toml", "checkpoint.npz")
 # What a finished run may also hold (plots, the HTML report): removed too by --overwrite.
 RUN_EXTRAS = (
+    "best.npz",
     "curves.png",
     "confusion.png",
     "mistakes.png",
@@ -130,7 +133,9 @@ def claim_run_dir(out, *, overwrite: bool = False, resume: bool = False) -> RunC
         lock_file = _lock(out / LOCK_NAME)
     except OSError as err:
         _remove_empty(created)
-        raise RunDirError(f"cannot write to the run folder {out}: {err.strerror or err}") from None
+        where = err.filename or out
+        reason = err.strerror or err
+        raise RunDirError(f"cannot write to the run folder: {where} {reason}") from None
     if lock_file is None:
         raise RunDirError(
             f"{out} is in use by another numlp run ({_holder(out)}); wait for it to finish or "
@@ -156,7 +161,7 @@ def _lock(path: Path):
             return None
         return _write_pid(handle)
     while True:
-        handle = open(path, "a+", encoding="utf-8")
+        handle = open_in_place(path, "a+")
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -12,6 +12,7 @@ import re
 import sys
 
 from numlp._version import __version__
+from numlp.checks import printable
 from numlp.cli import data, models, runs, sweep, train
 from numlp.cli.common import EXIT_INTERRUPTED, CLIError
 
@@ -72,7 +73,7 @@ def main(argv=None) -> int:
         if args.debug:
             raise
         message = " ".join(str(err).split()) if not isinstance(err, OSError) else _os_error(err)
-        print(f"numlp: error: {as_flags(message)}", file=sys.stderr)
+        print(f"numlp: error: {printable(as_flags(message))}", file=sys.stderr)
         return EXIT_USAGE
 
 

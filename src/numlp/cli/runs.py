@@ -5,6 +5,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from numlp.checks import printable
+
 
 def add_commands(commands) -> None:
     plot = commands.add_parser(
@@ -79,7 +81,8 @@ def cmd_compare(args) -> int:
         val = records[-1].get("val_accuracy") if records else None
         test = training.get("test_accuracy")
         seconds = sum(r.get("seconds", 0) for r in records)
-        print(f"{str(run):<30} {len(records):>6} {_pct(val):>8} {_pct(test):>8} {seconds:>8.1f}")
+        row = f"{str(run):<30} {len(records):>6} {_pct(val):>8} {_pct(test):>8} {seconds:>8.1f}"
+        print(printable(row))
     try:
         print(f"wrote {plot_comparison(runs, args.out)}")
     except PlotsUnavailable as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from numlp.checks import printable
 from numlp.cli.common import EXIT_INTERRUPTED, CLIError, base_config, download_progress
 
 
@@ -109,17 +110,18 @@ def _sweep(run_sweep, SweepInterrupted, space, out, resume, args, settings) -> i
 
 def cmd_sweep_show(args) -> int:
     from numlp.sweep import open_sweep, show
+    from numlp.sweep.driver import default_sweep_dir
 
     if args.folder is None and not (args.storage and args.study):
         raise CLIError("give a sweep folder, or --storage URL and --study NAME")
     study = open_sweep(args.folder, args.storage, args.study)
-    folder = args.out or args.folder or Path("sweeps") / study.study_name
+    folder = args.out or args.folder or default_sweep_dir(study.study_name)
     try:
         result = show(study, folder, top=args.top, plots=not args.no_plots)
     except ImportError as err:  # plots without matplotlib: the table and best.toml still
         print(f"no plots: {err}", file=sys.stderr)
         result = show(study, folder, top=args.top, plots=False)
-    print("\n".join(result["lines"]))
+    print("\n".join(printable(line) for line in result["lines"]))  # trial errors name files
     for path in result["written"].values():
         print(f"wrote {path}")
     if "best" in result["written"]:

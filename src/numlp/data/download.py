@@ -17,6 +17,7 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
+from numlp.atomic import open_in_place
 from numlp.data.catalog import (
     DataError,
     FileInfo,
@@ -150,7 +151,7 @@ def _stream(url: str, part: Path, file: FileInfo, progress, timeout: float) -> N
             have = 0  # the server ignored the range: take the whole file again
         length = response.headers.get("Content-Length")
         expected = have + int(length) if length is not None else None
-        with open(part, "ab" if have else "wb") as out:
+        with open_in_place(part, "ab" if have else "wb") as out:
             done = have
             while True:
                 chunk = response.read(CHUNK)

@@ -38,9 +38,11 @@ def load_image(source, name: str | None = None) -> np.ndarray:
     more than ``MAX_PIXELS`` pixels is refused from its header, before it is decoded.
     """
     try:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageOps, UnidentifiedImageError
     except ImportError:
-        raise ImportError("reading images needs Pillow: pip install 'numlp[images]'") from None
+        raise ImportError(
+            "reading images needs Pillow: pip install Pillow (numlp's images extra)"
+        ) from None
     if isinstance(source, (bytes, bytearray)):
         name, opened = name or "the picture", io.BytesIO(source)
     else:
@@ -51,6 +53,7 @@ def load_image(source, name: str | None = None) -> np.ndarray:
             if width * height > MAX_PIXELS:
                 raise ImageError(f"{name}: {width}x{height} pixels is {_OVER_LIMIT}")
             image.draft("RGB" if image.mode == "RGB" else "L", (WORK_SIZE, WORK_SIZE))
+            image = ImageOps.exif_transpose(image)  # a phone photo taken sideways stands up
             gray = _pil_gray_image(image)
             if max(gray.size) > WORK_SIZE:
                 gray.thumbnail((WORK_SIZE, WORK_SIZE), Image.Resampling.BOX)

@@ -10,6 +10,7 @@ processes share the study; workers on other machines join it through the same Po
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import multiprocessing
 import os
@@ -19,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from numlp.atomic import atomic_write_text
+from numlp.checks import check_folder_name
 from numlp.config import load_config, parse_config, to_toml, toml_value
 from numlp.data.datasets import load_dataset
 from numlp.run import TrainingInterrupted
@@ -60,6 +62,15 @@ class SweepSettings:
     data_dir: str | None = None  # where the dataset was found (--resume looks there again)
 
     def check(self) -> SweepSettings:
+        kinds = {"trials": (int, None), "timeout": (int, float, None), "workers": (int,),
+                 "storage": (str, None), "study": (str,), "pruner": (str,),
+                 "heartbeat": (int, float), "data_dir": (str, None)}  # fmt: skip
+        for name, allowed in kinds.items():
+            value = getattr(self, name)
+            if not (value is None and None in allowed) and (
+                isinstance(value, bool) or type(value) not in [k for k in allowed if k]
+            ):
+                raise ValueError(f"sweep setting {name} = {value!r} is not of the right kind")
         if self.trials is None and self.timeout is None:
             raise ValueError("give --trials N or --timeout SECONDS (or both)")
         if self.trials is not None and not 0 < self.trials <= 100_000:
@@ -81,7 +92,9 @@ class SweepSettings:
 
 def default_sweep_dir(study: str | None) -> Path:
     """``sweeps/STUDY`` or ``sweeps/sweep-TIMESTAMP``."""
-    return Path("sweeps") / (study or f"sweep-{time.strftime('%Y%m%d-%H%M%S')}")
+    if study:
+        return Path("sweeps") / check_folder_name(study, "study")
+    return Path("sweeps") / f"sweep-{time.strftime('%Y%m%d-%H%M%S')}"
 
 
 def run_sweep(
@@ -157,14 +170,26 @@ def _save_settings(out: Path, space: SearchSpace, config: SweepSettings) -> None
 def _read_saved(out: Path, settings: dict):
     if not (out / "sweep.json").is_file():
         raise StorageError(f"{out} holds no sweep (no sweep.json) to resume")
-    saved = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
+    try:
+        saved = json.loads((out / "sweep.json").read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+        saved = None
+    known = {f.name for f in dataclasses.fields(SweepSettings)}
+    if not isinstance(saved, dict) or set(saved) - known:
+        raise StorageError(
+            f"{out / 'sweep.json'} is not a sweep's settings (a JSON table of "
+            f"{', '.join(sorted(known))}); it was changed by hand or damaged"
+        )
     given = {k: v for k, v in settings.items() if v is not None}
-    if saved.get("storage") and "***" in saved["storage"] and "storage" not in given:
+    try:
+        config = SweepSettings(**{**saved, **given}).check()
+    except (TypeError, ValueError) as err:  # a value of the wrong kind ("trials": "ten"...)
+        raise StorageError(f"{out / 'sweep.json'}: {err}") from None
+    if config.storage and "***" in config.storage and "storage" not in given:
         raise ValueError(
-            f"{out} runs on {saved['storage']}: give --storage URL again with its password "
+            f"{out} runs on {config.storage}: give --storage URL again with its password "
             "(passwords are not written to disk)"
         )
-    config = SweepSettings(**{**saved, **given}).check()
     base = load_config(out / "base.toml")
     space = parse_space((out / "space.toml").read_text(encoding="utf-8"), base, str(out))
     return space, config

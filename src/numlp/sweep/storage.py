@@ -19,6 +19,8 @@ import time
 import warnings
 from pathlib import Path
 
+from numlp.atomic import NOT_THROUGH_LINKS
+
 STUDY_FILE = "study.db"
 DEFAULT_HEARTBEAT = 20  # seconds; a trial silent for GRACE_BEATS of them is failed
 GRACE_BEATS = 3
@@ -36,7 +38,8 @@ def require_optuna():
         import optuna
     except ImportError:
         raise ImportError(
-            "numlp sweep needs Optuna: pip install 'numlp[sweep]' (training works without it)"
+            "numlp sweep needs Optuna: pip install optuna 'psycopg[binary]' (numlp's sweep "
+            "extra; training works without it)"
         ) from None
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # numlp prints its own trial lines
     # Heartbeats and the plots are marked experimental; numlp pins what it uses in its tests.
@@ -55,6 +58,8 @@ def storage_url(storage: str | Path) -> str:
     path = Path(text)
     if path.is_dir():
         path = path / STUDY_FILE
+    if path.is_symlink():
+        raise StorageError(f"{path} {NOT_THROUGH_LINKS}")
     return f"sqlite:///{path.resolve()}"
 
 
