@@ -7,6 +7,7 @@ from numlp.data.convert import content_hashes, import_keras_npz, import_openml_c
 from numlp.data.datasets import DATASETS, DataError, load_dataset
 
 
+@pytest.mark.slow
 def test_keras_npz_of_the_real_data_becomes_the_official_idx_content(mnist_arrays_raw, tmp_path):
     x_train, y_train, x_test, y_test = mnist_arrays_raw
     npz = tmp_path / "mnist.npz"
@@ -113,6 +114,7 @@ def test_importing_other_content_never_replaces_the_verified_mnist_in_the_cache(
     assert load_dataset("mnist", download=False).x_train.shape == (60000, 28, 28)
 
 
+@pytest.mark.slow
 def test_importing_the_official_content_again_changes_nothing(cache, tmp_path, mnist_arrays_raw):
     x_train, y_train, x_test, y_test = mnist_arrays_raw
     npz = tmp_path / "mnist.npz"
@@ -123,6 +125,7 @@ def test_importing_the_official_content_again_changes_nothing(cache, tmp_path, m
     assert snapshot(cache) == before
 
 
+@pytest.mark.slow
 def test_an_out_folder_with_idx_files_needs_force(tmp_path):
     out = tmp_path / "out"
     assert cli("data", "import", small_keras_npz(tmp_path / "a.npz", 1), "--out", out)[0] == 0
@@ -194,6 +197,7 @@ def test_bad_csv_rows_are_refused_with_the_row(tmp_path, row, words):
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").iterdir())
 
 
+@pytest.mark.slow
 def test_an_import_of_other_content_trains_by_its_name_or_its_folder(cache, tmp_path):
     # Seed 002 read a CSV: a subset of it is a dataset of its own, not "mnist".
     from numlp.data.datasets import load_dataset
@@ -218,3 +222,45 @@ def test_an_import_of_other_content_trains_by_its_name_or_its_folder(cache, tmp_
     assert code == 2 and "--force" in err
     code, _, err = cli("data", "import", npz, "--name", "mnist")
     assert code == 2 and "--name 'mnist'" in err
+
+
+@pytest.mark.slow
+def test_every_argument_is_checked_before_a_byte_is_written(cache, tmp_path):
+    npz = small_keras_npz(tmp_path / "mine.npz")
+    for out in ("My Data", "mnist"):  # named after its folder: not a dataset's name
+        code, _, err = cli("data", "import", npz, "--out", tmp_path / out)
+        assert code == 2 and "--out" in err and "--name NAME" in err, err
+        assert not (tmp_path / out).exists()
+    code, out, err = cli("data", "import", npz, "--out", tmp_path / "My Data", "--name", "mine")
+    assert code == 0, err
+    assert load_dataset("mine", data_dir=tmp_path / "My Data").name == "mine"
+    assert not [p for p in tmp_path.rglob(".numlp-import-*")]
+
+
+@pytest.mark.slow
+def test_a_killed_import_leaves_nothing_the_next_one_does_not_clear(cache, tmp_path):
+    import subprocess
+    import sys
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    stale = cache.parent / f".numlp-import-{gone}-abc"
+    stale.mkdir()
+    (stale / "train-images-idx3-ubyte.gz").write_bytes(b"half")
+    code, _, err = cli("data", "import", small_keras_npz(tmp_path / "m.npz"), "--name", "m")
+    assert code == 0, err
+    assert not stale.exists()
+
+
+@pytest.mark.slow
+def test_official_content_under_a_name_of_its_own_trains_by_that_name(
+    cache, tmp_path, mnist_arrays_raw
+):
+    x_train, y_train, x_test, y_test = mnist_arrays_raw
+    npz = tmp_path / "mnist.npz"
+    np.savez(npz, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    before = {p.name: p.read_bytes() for p in cache.iterdir()}
+    code, out, err = cli("data", "import", npz, "--name", "full1")
+    assert code == 0 and "numlp train --dataset full1" in out, err
+    assert {p.name: p.read_bytes() for p in cache.iterdir()} == before  # mnist untouched
+    assert load_dataset("full1", download=False).x_train.shape == (60000, 28, 28)

@@ -107,6 +107,7 @@ def test_a_data_folder_that_does_not_exist_is_named_not_passed_over(
     )
 
 
+@pytest.mark.slow
 def test_offline_download_failure_leaves_the_cache_clean(isolated):
     with pytest.raises(DataError, match="Nothing was saved"):
         load_dataset("mnist")

@@ -15,6 +15,7 @@ expected hash, before any of it is used.
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -55,6 +56,9 @@ class DatasetInfo:
     mirrors: tuple[str, ...]
     files: dict[str, FileInfo] = field(hash=False)
     system_dirs: tuple[str, ...] = ()
+    # what an imported dataset's inputs are (pictures of a size, or a table's columns and
+    # their scaling: numlp.data.own); None for the IDX datasets of 28x28 pictures
+    inputs: dict | None = field(default=None, hash=False, compare=False)
 
 
 def _files(hashes: dict[str, tuple[str | None, str, int]]) -> dict[str, FileInfo]:
@@ -233,12 +237,43 @@ def read_manifest(folder: Path) -> DatasetInfo | None:
         ok = False
     if not ok:
         raise DataError(f"{path} is damaged; import the data again (numlp data import)")
+    inputs = data.get("inputs")
+    if inputs is not None and not good_inputs(inputs):
+        raise DataError(f"{path} is damaged (its inputs); import the data again")
     files = {role: FileInfo(FILE_NAMES[role], hashes[FILE_NAMES[role]], "", 0) for role in ROLES}
     title = str(data.get("title") or f"{name} (imported)")
-    return DatasetInfo(name, title, classes, (), files)
+    return DatasetInfo(name, title, classes, (), files, inputs=inputs)
 
 
-def write_manifest(folder: Path, name: str, class_names, hashes: dict[str, str], title: str):
+def good_inputs(inputs) -> bool:
+    """A manifest's inputs: pictures of a size and channels, or a table's columns with a
+    finite mean and a positive standard deviation each."""
+    if not isinstance(inputs, dict):
+        return False
+    if inputs.get("kind") == "pictures":
+        size = inputs.get("size")
+        return (
+            isinstance(size, list)
+            and len(size) == 2
+            and all(type(s) is int and 0 < s <= 4096 for s in size)
+            and inputs.get("channels") in (1, 3)
+        )
+    if inputs.get("kind") == "table":
+        columns, mean, std = inputs.get("columns"), inputs.get("mean"), inputs.get("std")
+        lists = all(isinstance(v, list) for v in (columns, mean, std))
+        return (
+            lists
+            and 0 < len(columns) == len(mean) == len(std) <= 1 << 20
+            and all(isinstance(c, str) for c in columns)
+            and all(type(v) in (int, float) and math.isfinite(v) for v in mean)
+            and all(type(v) in (int, float) and math.isfinite(v) and v > 0 for v in std)
+        )
+    return False
+
+
+def write_manifest(
+    folder: Path, name: str, class_names, hashes: dict[str, str], title: str, inputs=None
+):
     """Describe the dataset in ``folder`` (files by content hash) so it loads by name."""
     if not NAME_PATTERN.match(name) or name in DATASETS:
         raise DataError(
@@ -250,6 +285,7 @@ def write_manifest(folder: Path, name: str, class_names, hashes: dict[str, str],
         "title": title,
         "class_names": list(class_names),
         "content_sha256": hashes,
+        **({"inputs": inputs} if inputs is not None else {}),
     }
     atomic_write_bytes(Path(folder) / MANIFEST, json.dumps(manifest, indent=1).encode())
 
@@ -309,16 +345,18 @@ def find_file(folder: Path, file: FileInfo) -> Path | None:
     return None
 
 
-def locate(name: str, data_dir=None) -> tuple[str, Path] | None:
-    """The first searched folder that holds all four files, with its origin; None if none does.
+def locate(name: str, data_dir=None, roles=None) -> tuple[str, Path] | None:
+    """The first searched folder that holds all four files (or those of ``roles``, such as
+    ``("test_images", "test_labels")``), with its origin; None if none does.
 
     A folder found by searching (not one given as ``data_dir``) whose files belong to another
     known dataset is passed over: ``NUMLP_DATA`` pointing at MNIST must not hide the
     Fashion-MNIST that a package manager installed.
     """
     info = dataset_info(name, data_dir)
+    wanted = [f for role, f in info.files.items() if roles is None or role in roles]
     for origin, folder in search_dirs(name, data_dir):
-        if all(find_file(folder, f) for f in info.files.values()):
+        if all(find_file(folder, f) for f in wanted):
             searched = origin not in ("`data_dir`", "imported")
             if searched and _owner(folder) not in (None, name):
                 continue
@@ -327,15 +365,20 @@ def locate(name: str, data_dir=None) -> tuple[str, Path] | None:
 
 
 def _owner(folder: Path) -> str | None:
-    """The known dataset whose training labels ``folder`` holds (small: 60 kB), or None."""
-    labels = DATASETS["mnist"].files["train_labels"]  # every dataset uses the same file name
-    path = find_file(folder, labels)
+    """The known dataset whose labels ``folder`` holds (training labels, 60 kB, or else the
+    test labels), or None."""
+    for role in ("train_labels", "test_labels"):  # every dataset uses the same file names
+        path = find_file(folder, DATASETS["mnist"].files[role])
+        if path is not None:
+            break
+    else:
+        return None
     try:
         _, sha = read_idx(path, with_sha256=True)
     except (IDXError, OSError):
         return None  # damaged: let loading report it
     for info in DATASETS.values():
-        file = info.files["train_labels"]
+        file = info.files[role]
         if sha == expected_content_hash(file, folder) or _gz_matches(path, file):
             return info.name
     return None

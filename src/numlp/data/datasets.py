@@ -35,7 +35,9 @@ from numlp.data.download import fetch
 
 @dataclass
 class Dataset:
-    """A dataset in memory: uint8 images ``(n, 28, 28)`` and int64 labels ``(n,)``."""
+    """A dataset in memory: inputs (uint8 images ``(n, 28, 28)`` for the IDX datasets; an
+    imported one's pictures of its own size, or a table's float32 ``(n, columns)``) and int64
+    labels ``(n,)``; ``inputs`` says what an imported dataset's inputs are (its manifest's)."""
 
     name: str
     x_train: np.ndarray
@@ -44,6 +46,7 @@ class Dataset:
     y_test: np.ndarray
     class_names: tuple[str, ...]
     source: Path
+    inputs: dict | None = None
 
 
 @dataclass(frozen=True)
@@ -63,14 +66,25 @@ class DataSource:
     def test_split(self, facts: dict, dataset: str | None = None):
         """``(data, x, y)``: the test images of the dataset a model was trained on
         (``facts``: a model header, or a run's metadata; ``dataset`` overrides its name),
-        preprocessed as the model expects, and their labels."""
-        data = self.load(dataset or facts.get("dataset") or "mnist")
+        preprocessed as the model expects, and their labels. Only the two test files are
+        needed; where nothing else finds them, the folder the model's header says its data
+        came from is looked in (before any download)."""
+        name = dataset or facts.get("dataset") or "mnist"
+        data_dir = self.data_dir
+        hint = facts.get("data_source")  # where they were found for training: only a hint
+        if data_dir is None and isinstance(hint, str) and Path(hint).is_dir():
+            if locate(name, None, TEST_ONLY) is None:
+                data_dir = Path(hint)  # verified by content like any folder
+        data = load_dataset(name, data_dir, self.download, self.progress, TEST_ONLY)
         x = preprocess.apply(data.x_test, facts.get("preprocessing"))
         return data, x, np.asarray(data.y_test)
 
 
+TEST_ONLY = ("test_images", "test_labels")
+
+
 def load_dataset(
-    name: str = "mnist", data_dir=None, download: bool = True, progress=None
+    name: str = "mnist", data_dir=None, download: bool = True, progress=None, roles=None
 ) -> Dataset:
     """Find (or download) and verify a dataset, then load it.
 
@@ -81,34 +95,43 @@ def load_dataset(
     data_dir : folder to look in first
     download : fetch from the mirrors into the user cache when no folder has the files
     progress : optional callable ``progress(file_name, done_bytes, total_bytes)`` for downloads
+    roles : the files to load, e.g. :data:`TEST_ONLY` (scoring needs no training files: a
+        folder with the two ``t10k`` files will do); the others are None in the Dataset
     """
     info = dataset_info(name, data_dir)
-    found = locate(name, data_dir)
+    found = locate(name, data_dir, roles)
     if found is None:
         if not download:
             raise DataError(not_found_message(name, data_dir))
         folder = fetch(name, user_cache_dir() / name, progress=progress)
     else:
         folder = found[1]
-    arrays = {}
+    arrays = dict.fromkeys(info.files)
     for role, file in info.files.items():
-        arrays[role] = read_verified(find_file(folder, file), file, folder)
+        if roles is None or role in roles:
+            arrays[role] = read_verified(find_file(folder, file), file, folder)
     _check_consistent(name, arrays)
+    labels = {
+        k: v.astype(np.int64) for k, v in arrays.items() if k.endswith("labels") and v is not None
+    }
     return Dataset(
         info.name,
         arrays["train_images"],
-        arrays["train_labels"].astype(np.int64),
+        labels.get("train_labels"),
         arrays["test_images"],
-        arrays["test_labels"].astype(np.int64),
+        labels.get("test_labels"),
         info.class_names,
         folder,
+        info.inputs,
     )
 
 
 def _check_consistent(name: str, arrays: dict[str, np.ndarray]) -> None:
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
-        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+        if images is None:
+            continue
+        if images.ndim < 2 or labels.ndim != 1 or len(images) != len(labels):
             raise DataError(
                 f"{name}: {split} images {images.shape} and labels {labels.shape} do not match"
             )
