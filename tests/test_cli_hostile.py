@@ -79,6 +79,7 @@ def test_a_npy_header_claiming_a_billion_images_is_refused_without_allocating(mo
     "size, message",
     [((20000, 20000), "over the limit of 16.8 megapixels"), ((1, 1), "only 1x1 pixels")],
 )
+@pytest.mark.slow
 def test_pictures_too_large_or_too_small_are_refused(model_file, tmp_path, size, message):
     path = tmp_path / "picture.png"
     Image.new("1", size, 1).save(path, optimize=True)  # a 20000x20000 bilevel PNG is ~50 kB
@@ -87,11 +88,15 @@ def test_pictures_too_large_or_too_small_are_refused(model_file, tmp_path, size,
     assert line.startswith(f"numlp: error: {path}: ") and message in line
 
 
-def test_a_folder_given_as_a_model_points_at_the_model_inside(model_file):
-    code, _, err = numlp("evaluate", model_file.parent, "--no-download")
+def test_a_run_folder_stands_for_the_model_inside(model_file, tmp_path):
+    # (issue 34: a run folder is taken everywhere a model is; it used to be refused)
+    code, out, err = numlp("predict", model_file.parent, model_file, "--json")
+    assert code == 2 and "Traceback" not in err  # the model file is no picture: one line
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = numlp("evaluate", empty, "--no-download")
     assert one_line_error(code, err) == (
-        f"numlp: error: {model_file.parent} is a folder, not a model file; did you mean "
-        f"{model_file}?"
+        f"numlp: error: {empty} is a folder without a model.npz: is it a finished run?"
     )
 
 
@@ -119,6 +124,7 @@ def test_a_config_that_is_not_utf8_is_named(tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_a_truncated_checkpoint_on_resume_says_what_to_do(mnist_path, tmp_path):
     out = tmp_path / "run"
     assert main(train_argv(mnist_path, out, 8, 1, "--no-plots")) == 0
@@ -154,6 +160,7 @@ def test_train_and_evaluate_name_their_losses_so_the_figures_agree(mnist_path, t
     assert f"cross-entropy {cross_entropy}" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_a_metrics_file_with_a_line_that_is_not_a_record_is_named(mnist_path, tmp_path):
     out = tmp_path / "run"
     assert main(train_argv(mnist_path, out, 8, 1, "--no-plots")) == 0

@@ -172,6 +172,7 @@ def small_argv(small_data, *extra):
     return ["--data-dir", small_data.parent, "--no-download", *extra]
 
 
+@pytest.mark.slow
 def test_ensemble_evaluate_predict_and_report_from_the_command_line(small_data, tmp_path):
     runs = []
     for seed in (0, 1):
@@ -220,6 +221,7 @@ def test_ensemble_evaluate_predict_and_report_from_the_command_line(small_data, 
     assert (tmp_path / "c.npz").read_bytes() == before
 
 
+@pytest.mark.slow
 def test_train_members_makes_a_committee_run_that_resumes_and_reports(small_data, tmp_path):
     pytest.importorskip("matplotlib")
     out = tmp_path / "committee"

@@ -181,11 +181,10 @@ def test_lying_headers_are_refused_naming_the_file(tmp_path, change, message):
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value)
 
 
-def test_a_folder_given_as_a_model_says_so_and_points_inside(tmp_path):
+def test_a_run_folder_stands_for_the_model_file_inside(tmp_path):
     with pytest.raises(ModelFileError) as err:
         load_model(tmp_path)
-    assert str(err.value) == f"{tmp_path} is a folder, not a model file"
+    assert str(err.value) == f"{tmp_path} is a folder without a model.npz: is it a finished run?"
     save_model(tmp_path / "model.npz", model())
-    with pytest.raises(ModelFileError) as err:
-        load_model(tmp_path)
-    assert str(err.value).endswith(f"did you mean {tmp_path / 'model.npz'}?")
+    loaded, header = load_model(tmp_path)  # issue 34: it used to say "did you mean ...?"
+    assert header["format"] and loaded.count_parameters() == model().count_parameters()

@@ -44,6 +44,7 @@ def refused(process) -> str:
     return err
 
 
+@pytest.mark.slow
 def test_ensemble_into_a_live_run_is_refused_while_it_trains(small_data, two_runs, tmp_path):
     live = tmp_path / "live"
     trainer = start("train", *small(small_data, "--out", live, "--epochs", "40"))
@@ -59,6 +60,7 @@ def test_ensemble_into_a_live_run_is_refused_while_it_trains(small_data, two_run
     assert not (live / "model.npz").exists()  # the committee never landed in the live run
 
 
+@pytest.mark.slow
 def test_ensemble_over_a_finished_run_replaces_all_of_it_or_nothing(small_data, two_runs, tmp_path):
     single = tmp_path / "single"
     train(small_data, single, "--epochs", "1")
@@ -99,6 +101,7 @@ def test_a_teacher_trained_on_other_data_is_refused(small_data, two_runs, tmp_pa
         (["--teacher", "nowhere.npz"], "", "no such model file"),
     ],
 )
+@pytest.mark.slow
 def test_a_failed_start_leaves_nothing_behind(small_data, tmp_path, extra, config, message):
     args = small(small_data, "--out", tmp_path / "new", "--epochs", "1", *extra)
     if config:

@@ -12,8 +12,8 @@ SOURCE = Path(__file__).resolve().parents[1] / "src"
 
 FLOORS = {
     # plain helpers and the loop's small parts: NumPy (or nothing) only
-    0: "registry",  # names -> parts, one registry per kind of part
-    1: "_version atomic checks init metrics npyfile preprocess rundir threads schedules "
+    0: "registry atomic",  # names -> parts, one registry per kind; files written safely
+    1: "_version checks init metrics npyfile preprocess rundir threads schedules "
     "data.augment data.images train.batches train.callbacks train.state",
     2: "layers data.idx",  # the math, and the file format datasets come in
     3: "losses optim data.catalog",
@@ -21,7 +21,7 @@ FLOORS = {
     5: "train.loop",  # the training loop needs no model class
     6: "train data.datasets",
     7: "model committee data data.convert progress",
-    8: "io export config",  # files, other formats, settings
+    8: "io export config data.own",  # files, other formats, settings; your own data
     9: "checkpoint bench ensemble parts",  # a config's parts; committees joined from files
     10: "run sklearn",  # config -> data, parts, fit, files: single runs, committees, trials
     11: "report serve sweep.space sweep.storage",

@@ -2,6 +2,7 @@
 
 from numlp._version import __version__
 from numlp.committee import Committee
+from numlp.io import load, save
 from numlp.layers import (
     GELU,
     BatchNorm,
@@ -50,4 +51,6 @@ __all__ = [
     "Tanh",
     "TrainingDiverged",
     "__version__",
+    "load",
+    "save",
 ]

@@ -16,6 +16,7 @@ import numpy as np
 from numlp.checks import check_inputs
 from numlp.layers import Softmax
 from numlp.losses import Loss, check_labels
+from numlp.registry import MODEL_FILES
 
 
 class Committee:
@@ -96,6 +97,11 @@ class Committee:
         probabilities``."""
         widths = ", ".join(describe_widths(m) for m in self.members)
         return f"a committee of {len(self.members)} members ({widths}) averaging probabilities"
+
+    def save(self, path, **metadata):
+        """Write this committee to the model file ``path`` (see :meth:`Sequential.save
+        <numlp.model.Sequential.save>`)."""
+        return MODEL_FILES["npz"](path, self, **metadata)
 
     def count_parameters(self) -> int:
         return sum(member.count_parameters() for member in self.members)

@@ -55,7 +55,9 @@ def to_onnx(
         import onnx
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
-        raise ImportError("ONNX export needs the onnx package: pip install 'numlp[onnx]'") from None
+        raise ImportError(
+            "ONNX export needs the onnx package: pip install onnx (numlp's onnx extra)"
+        ) from None
     if model.input_shape is None:
         raise ValueError("the model's input shape is unknown; build it with input_shape=...")
     if isinstance(opset, bool) or opset not in OPSETS:

@@ -21,10 +21,12 @@ from numlp import preprocess
 from numlp._version import __version__
 from numlp.atomic import atomic_write_bytes
 from numlp.committee import Committee
+from numlp.data.catalog import good_inputs
 from numlp.data.idx import MAX_DEFLATE_RATIO
 from numlp.layers import LAYERS
 from numlp.model import Sequential
 from numlp.npyfile import NpyError, read_npy_header
+from numlp.registry import MODEL_FILES
 
 FORMAT = "numlp-model"
 COMMITTEE_FORMAT = "numlp-committee"
@@ -88,6 +90,25 @@ def save_committee(path, committee: Committee, members_training=(), **metadata) 
     }
     write_archive(path, header, arrays)
     return path
+
+
+def save(path, model, **metadata) -> Path:
+    """Write ``model`` (a model or a committee) to ``path``: :func:`save_model` or
+    :func:`save_committee`, as ``model.save(path)`` does."""
+    if len(model.members) > 1:
+        return save_committee(path, model, **metadata)
+    return save_model(path, model, **metadata)
+
+
+MODEL_FILES.register("npz", save)
+
+
+def load(path):
+    """The model (or committee) in the model file or run folder ``path``, its file's header
+    as ``model.header``: PyTorch's and Keras' way (``numlp.load("runs/latest")``)."""
+    model, header = load_model(path)
+    model.header = header
+    return model
 
 
 def read_header(path) -> dict:
@@ -172,6 +193,7 @@ def class_names(header: dict, classes: int) -> list[str]:
 
 
 DTYPES = ("float32", "float64")
+MAX_INPUT = 1 << 24  # values per sample: a 4096x4096 picture
 MAX_NAME_LENGTH = 200
 
 
@@ -187,7 +209,7 @@ def build_from_header(path, header: dict, arrays: dict[str, np.ndarray]) -> Sequ
     try:
         _check_declared_shapes(header["model"], arrays)
         model = Sequential.from_config(header["model"], dtype=np.dtype(dtype))
-    except (KeyError, TypeError, ValueError, AttributeError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as err:
         raise ModelFileError(f"{path}: the architecture in its header is invalid: {err}") from None
     try:
         preprocess.check(header.get("preprocessing"))
@@ -208,6 +230,14 @@ def _check_declared_shapes(spec: dict, arrays: dict[str, np.ndarray]) -> None:
     """Each layer's declared array shapes (:meth:`Layer.state_shapes`) against the stored ones."""
     if not isinstance(spec, dict) or not isinstance(spec.get("layers"), list):
         raise ValueError("it has no list of layers")
+    shape = spec.get("input_shape")
+    if shape is not None and not (
+        isinstance(shape, list)
+        and 0 < len(shape) <= 4
+        and all(type(d) is int and 0 < d <= MAX_INPUT for d in shape)
+        and math.prod(shape) <= MAX_INPUT
+    ):
+        raise ValueError(f"input_shape {shape!r} is not a list of positive sizes")
     for i, layer in enumerate(spec["layers"]):
         if not isinstance(layer, dict) or layer.get("type") not in LAYERS:
             kind = layer.get("type") if isinstance(layer, dict) else layer
@@ -233,6 +263,10 @@ def _check_class_names(names, classes: int) -> None:
         raise ValueError(f"it names {len(names)} classes but the model has {classes} outputs")
     if any(len(n) > MAX_NAME_LENGTH for n in names):
         raise ValueError(f"a class name is longer than {MAX_NAME_LENGTH} characters")
+    if not all(n.strip() for n in names):
+        raise ValueError("a class name is empty: every class needs a name of its own")
+    if len(set(names)) != len(names):
+        raise ValueError("two classes have the same name: every class needs a name of its own")
 
 
 _CHECKPOINT_ADVICE = (
@@ -274,10 +308,11 @@ def open_archive(path, expected_format: str = FORMAT) -> tuple[dict, dict[str, n
     path = Path(path)
     what = "model" if expected_format == FORMAT else "checkpoint"
     advice = "" if what == "model" else _CHECKPOINT_ADVICE
-    if path.is_dir():
+    if path.is_dir():  # a run folder stands for the file it holds
         inside = path / f"{what}.npz"
-        hint = f"; did you mean {inside}?" if inside.is_file() else ""
-        raise ModelFileError(f"{path} is a folder, not a {what} file{hint}")
+        if not inside.is_file():
+            raise ModelFileError(f"{path} is a folder without a {what}.npz: is it a finished run?")
+        path = inside
     if not path.is_file():
         raise ModelFileError(f"{path}: no such {what} file")
     try:
@@ -300,6 +335,12 @@ def open_archive(path, expected_format: str = FORMAT) -> tuple[dict, dict[str, n
         raise ModelFileError(f"{path}: not a numlp {what} file")
     if not isinstance(header.get("training", {}), dict):
         raise ModelFileError(f"{path}: the training summary in its header is not a table")
+    if not isinstance(header["training"].get("config", {}) if "training" in header else {}, dict):
+        raise ModelFileError(f"{path}: the training settings in its header are not a table")
+    if not isinstance(header.get("dataset", ""), str):
+        raise ModelFileError(f"{path}: the dataset in its header is not a name")
+    if "inputs" in header and not good_inputs(header["inputs"]):
+        raise ModelFileError(f"{path}: what its header says of its inputs is not usable")
     version = header.get("format_version")
     if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
         raise ModelFileError(

@@ -100,3 +100,8 @@ class Registry:
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}: {', '.join(self._entries)})"
+
+
+# How models are written to files. numlp.io registers its ``.npz`` writer when numlp is
+# imported, so that ``model.save(path)`` works without the model importing the file layer.
+MODEL_FILES = Registry("model file format")

@@ -38,7 +38,8 @@ def require_matplotlib():
         import matplotlib
     except ImportError:
         raise PlotsUnavailable(
-            "plots need matplotlib: pip install 'numlp[plots]' (training works without it)"
+            "plots need matplotlib: pip install matplotlib (numlp's plots extra; training "
+            "works without it)"
         ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -57,6 +58,17 @@ def save_figure(fig, path: Path) -> Path:
     return Path(path)
 
 
+def _is_epoch_record(record) -> bool:
+    """An epoch number from 1 and finite numbers for every figure (a file edited by hand or
+    damaged may hold anything)."""
+    if not isinstance(record, dict) or type(record.get("epoch")) is not int:
+        return False
+    numbers = all(
+        type(v) in (int, float) and math.isfinite(v) for k, v in record.items() if k != "epoch"
+    )
+    return numbers and 0 < record["epoch"] <= 1_000_000
+
+
 def read_metrics(run: Path) -> list[dict]:
     """The per-epoch records of a run folder's ``metrics.jsonl``."""
     path = Path(run) / "metrics.jsonl"
@@ -69,8 +81,10 @@ def read_metrics(run: Path) -> list[dict]:
                 record = json.loads(line)
             except (json.JSONDecodeError, RecursionError):
                 raise ValueError(f"{path}: line {number} is not JSON") from None
-            if not isinstance(record, dict):
-                raise ValueError(f"{path}: line {number} is not a JSON object of metrics")
+            if not _is_epoch_record(record):
+                raise ValueError(
+                    f"{path}: line {number} is not a JSON object of metrics (one epoch's numbers)"
+                )
             records.append(record)
     return records
 
@@ -133,6 +147,17 @@ def plot_confusion(cm: np.ndarray, class_names, path) -> Path:
     return save_figure(fig, path)
 
 
+def as_picture(image) -> np.ndarray | None:
+    """One stored input as a picture to show: ``(h, w)`` or ``(h, w, 3)`` as it is, 784 values
+    as 28x28; None for a table's row, which is no picture."""
+    image = np.asarray(image)
+    if image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3):
+        return image
+    if image.ndim == 1 and image.size == 784:
+        return image.reshape(28, 28)
+    return None
+
+
 def plot_mistakes(images, y_true, proba, class_names, path, count: int = 25) -> Path:
     """The ``count`` test images the model got wrong with the highest confidence."""
     plt = require_matplotlib()
@@ -144,7 +169,7 @@ def plot_mistakes(images, y_true, proba, class_names, path, count: int = 25) -> 
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, order):
-        ax.imshow(np.asarray(images[i]).reshape(28, 28), cmap="gray_r")
+        ax.imshow(as_picture(images[i]), cmap="gray_r")
         ax.set_title(
             f"true {class_names[y_true[i]]}\npred {class_names[y_pred[i]]} "
             f"{proba[i, y_pred[i]]:.0%}",
@@ -263,9 +288,10 @@ def plot_run(run, model, names, images, x, y) -> dict[str, Path]:
         paths["curves"] = plot_curves(read_metrics(run), run / PLOT_FILES["curves"], run.name)
     paths |= {
         "confusion": plot_confusion(cm, names, run / PLOT_FILES["confusion"]),
-        "mistakes": plot_mistakes(images, y, proba, names, run / PLOT_FILES["mistakes"]),
         "per_class": plot_per_class(cm, names, run / PLOT_FILES["per_class"]),
     }
+    if len(images) and as_picture(images[0]) is not None:  # a table's rows are no pictures
+        paths["mistakes"] = plot_mistakes(images, y, proba, names, run / PLOT_FILES["mistakes"])
     first = next((layer for layer in model.members[0].layers if layer.parameters()), None)
     weights = first.parameters()[0].value if first is not None else None
     if weights is not None and weights.ndim == 2 and weights.shape[0] == 784:
@@ -283,24 +309,28 @@ def html_report(run, out=None) -> Path:
     training = header.get("training", {})
     config_text = (run / "config.toml").read_text() if (run / "config.toml").exists() else ""
     records = read_metrics(run) if len(model.members) == 1 else []
+    # the figures as the command line gives them: accuracies in percent, and the loss
+    # `numlp evaluate` reports first, the training loss (label smoothing...) named as such
     rows = "".join(
-        f"<tr><th>{html.escape(label)}</th><td>{html.escape(_fmt(training.get(key)))}</td></tr>"
+        f"<tr><th>{html.escape(label)}</th>"
+        f"<td>{html.escape(_fmt(training.get(key), key))}</td></tr>"
         for key, label in (
             ("dataset", "dataset"),
             ("epochs", "epochs"),
             ("seconds", "training seconds"),
             ("members", "committee members"),
             ("test_accuracy", "test accuracy"),
-            ("test_loss", "test loss"),
-            ("test_cross_entropy", "test cross-entropy"),
+            ("test_cross_entropy", "test cross-entropy (as numlp evaluate reports it)"),
+            ("test_loss", "test loss as trained (label smoothing or distillation included)"),
             ("val_accuracy", "validation accuracy"),
             ("train_accuracy", "training accuracy"),
         )
+        if key in training or key in ("dataset", "epochs")
     )
     epoch_rows = "".join(
         "<tr>"
         + "".join(
-            f"<td>{html.escape(_fmt(r.get(k)))}</td>"
+            f"<td>{html.escape(_fmt(r.get(k), k))}</td>"
             for k in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
         )
         + "</tr>"
@@ -371,9 +401,11 @@ def _members_table(header: dict) -> str:
     )
 
 
-def _fmt(value) -> str:
+def _fmt(value, key: str = "") -> str:
     if value is None:
         return "–"
+    if isinstance(value, float) and key.endswith("accuracy"):
+        return f"{value:.2%}"  # as the command line prints them
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)

@@ -14,6 +14,8 @@ checkpoint leaves nothing behind.
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from numlp import preprocess
-from numlp.atomic import atomic_write_text
+from numlp.atomic import atomic_write_text, open_in_place
 from numlp.checkpoint import Checkpoint, load_checkpoint
 from numlp.config import TrainConfig, to_toml
 from numlp.data.datasets import Dataset, DataSource
@@ -97,6 +99,7 @@ class Prepared:
     x_train: np.ndarray
     x_test: np.ndarray
     loss: Loss
+    note: str = ""  # said in the first line (a resumed run's schedule planned again...)
 
 
 def default_run_dir(config: TrainConfig) -> Path:
@@ -143,16 +146,35 @@ def run_training(
     config.validate()
     threads = parse_threads(threads)
     source, console = source or DataSource(), console or Console()
+    newest = out is None  # a default folder: runs/latest will name it
     out = Path(out) if out else default_run_dir(config)
     with claim_run_dir(out, overwrite=overwrite, resume=resume) as claim:
         data = source.load(config.dataset)
         run = _Run(console, threads, list(callbacks), overwrite, score_test)
         if config.members > 1:
-            return run.committee(config, claim, data)
-        summary, prepared = run.single(config, claim, data)
-        if on_finish is not None:
-            on_finish(claim.path, prepared)
-        return summary
+            summary = run.committee(config, claim, data)
+        else:
+            summary, prepared = run.single(config, claim, data)
+            if on_finish is not None:
+                on_finish(claim.path, prepared)
+    if newest:
+        point_latest(out)
+    return summary
+
+
+def point_latest(run: Path) -> None:
+    """``runs/latest`` -> the newest run in ``runs/``: a link replaced atomically (never a
+    folder or file of the user's, which stays as it is)."""
+    latest = run.parent / "latest"
+    if latest.exists() and not latest.is_symlink():
+        return
+    temporary = run.parent / f".latest.{os.getpid()}.tmp"
+    try:
+        temporary.unlink(missing_ok=True)
+        temporary.symlink_to(run.name, target_is_directory=True)
+        os.replace(temporary, latest)
+    except OSError:  # a file system without links: the folder's own name still works
+        temporary.unlink(missing_ok=True)
 
 
 @dataclass
@@ -222,6 +244,8 @@ class _Run:
             *([TestWatcher(prepared.x_test, data.y_test, prepared.loss)] if config.watch_test
               else []),
             RunFiles(claim, config),
+            *([BestEpoch(out / "best.npz", config, facts)] if config.patience or config.keep_best
+              else []),
             checkpoint,  # before the metrics: a metrics line means its epoch is saved
             MetricsWriter(out / "metrics.jsonl"),
             *self.console.callbacks(),
@@ -253,9 +277,15 @@ class _Run:
                 err.args = (f"{err} The last good checkpoint is kept in {out / 'checkpoint.npz'}.",)
             raise
         seconds = time.perf_counter() - started
-        summary = _summary(config, prepared, history.records, seconds, self.score_test)
+        chosen = history.records[-1]
+        if config.keep_best and (out / "best.npz").is_file():  # the best epoch, not the last
+            best, header = load_model(out / "best.npz")
+            model.load_state_dict(best.state_dict())
+            chosen = history.records[header["training"]["epoch"] - 1]
+        summary = _summary(config, prepared, history.records, chosen, seconds, self.score_test)
         training = {**summary, "config": config.flat()}
         path = save_model(out / "model.npz", model, **_facts(config, data), training=training)
+        (out / "best.npz").unlink(missing_ok=True)  # model.npz holds it now
         self.console.say(_last_line(config, summary, path), always=True)
         return {**summary, "model_path": str(path), "history": history.records}
 
@@ -272,6 +302,35 @@ class RunFiles(Callback):
         atomic_write_text(self.claim.path / "config.toml", to_toml(self.config))
 
 
+class BestEpoch(Callback):
+    """Watch validation accuracy: with ``keep_best``, save each new best epoch's weights to
+    ``path`` (which the run then saves as its model); with ``patience``, stop training when
+    that many epochs have passed without a new best. A resumed run takes up the count from its
+    metrics so far."""
+
+    def __init__(self, path: Path, config: TrainConfig, facts: dict):
+        self.path, self.config, self.facts = path, config, facts
+
+    def on_train_begin(self, context):
+        self.model, self.best, self.wait = context.model, -math.inf, 0
+        for record in context.history.records:
+            self._judge(record["epoch"], record.get("val_accuracy", -math.inf), save=False)
+
+    def on_epoch_end(self, epoch, logs):
+        self._judge(epoch, logs["val_accuracy"], save=self.config.keep_best)
+        if self.config.patience and self.wait >= self.config.patience:
+            self.model.stop_training = True
+
+    def _judge(self, epoch: int, accuracy: float, save: bool) -> None:
+        if accuracy > self.best:
+            self.best, self.wait = accuracy, 0
+            if save:
+                training = {"epoch": epoch, "val_accuracy": accuracy}
+                save_model(self.path, self.model, **self.facts, training=training)
+        else:
+            self.wait += 1
+
+
 class MetricsWriter(Callback):
     """Append one JSON object per epoch to ``path`` (flushed, so a crash keeps finished epochs)."""
 
@@ -284,7 +343,7 @@ class MetricsWriter(Callback):
         atomic_write_text(self.path, lines)
 
     def on_epoch_end(self, epoch, logs):
-        with open(self.path, "a", encoding="utf-8") as f:
+        with open_in_place(self.path, "a") as f:
             f.write(json.dumps(logs) + "\n")
 
 
@@ -306,18 +365,35 @@ class TestWatcher(Callback):
 
 def _prepare(config: TrainConfig, out: Path, resume: bool, data: Dataset) -> Prepared:
     """The parts (resumed from ``out`` or new) and the checked data; nothing is written."""
-    inputs = preprocess.scaling(config.input_scale, config.input_shift)
+    inputs = _preprocessing(config, data)
     x_train = preprocess.apply(data.x_train, inputs)
     x_test = preprocess.apply(data.x_test, inputs)
+    note = ""
     if resume:
-        model, optimizer, state = _resume_state(out, config, data)
+        model, optimizer, state, planned = _resume_state(out, config, data)
+        if planned != config.epochs:
+            note = _replanned(config, optimizer, state, len(x_train))
     else:
         model = build_model(config, x_train.shape[1:], len(data.class_names))
         optimizer, state = build_optimizer(config, model), None
     _check_splits(config, model, data)
     teacher = _load_teacher(config, model, data) if config.teacher else None
     loss = build_loss(config, teacher)
-    return Prepared(model, optimizer, state, data, x_train, x_test, loss)
+    return Prepared(model, optimizer, state, data, x_train, x_test, loss, note)
+
+
+def _replanned(config: TrainConfig, optimizer: Optimizer, state: dict, samples: int) -> str:
+    """What training longer means, said up front: the schedule is planned again over the new
+    number of epochs (so a finished cosine picks up where that longer plan is), and the rate
+    the next step takes."""
+    trained = samples - (round(samples * config.val_split) if config.val_split else 0)
+    steps = math.ceil(trained / config.batch_size)
+    schedule = optimizer.schedule.build(config.epochs, steps, optimizer.base_lr)
+    rate = schedule(optimizer.steps)
+    return (
+        f"the {config.schedule} schedule is planned again over {config.epochs} epochs: "
+        f"lr {rate:.3g} at the next step"
+    )
 
 
 def _load_teacher(config: TrainConfig, model: Sequential, data: Dataset):
@@ -347,11 +423,14 @@ def _check_splits(config: TrainConfig, model: Sequential, data: Dataset) -> None
 
 def _first_line(config: TrainConfig, out: Path, prepared: Prepared) -> str:
     state, data = prepared.state, prepared.data
-    where = (
-        f"resuming at epoch {state['epoch'] + 1}, batch {state['batch']}"
-        if state
-        else f"model {prepared.model.count_parameters():,} parameters"
-    )
+    if state and state["epoch"] >= config.epochs and not state["batch"]:
+        where = f"trained {state['epoch']} epochs already: writing its model file"
+    elif state:
+        where = f"resuming at epoch {state['epoch'] + 1}, batch {state['batch']}"
+    else:
+        where = f"model {prepared.model.count_parameters():,} parameters"
+    if prepared.note:
+        where += f"; {prepared.note}"
     if config.augment.active:
         where += f"; augmented ({config.augment.describe()})"
     return (
@@ -360,21 +439,34 @@ def _first_line(config: TrainConfig, out: Path, prepared: Prepared) -> str:
     )
 
 
+def _preprocessing(config: TrainConfig, data: Dataset) -> dict:
+    """How the run feeds its inputs: a table's columns standardized as its import measured
+    them, else pixels scaled as ``input_scale`` and ``input_shift`` say."""
+    inputs = data.inputs or {}
+    if inputs.get("kind") == "table":
+        return preprocess.standardizing(inputs["mean"], inputs["std"])
+    return preprocess.scaling(config.input_scale, config.input_shift)
+
+
 def _facts(config: TrainConfig, data: Dataset) -> dict:
     """What model and checkpoint headers say about the data the model expects."""
     return {
         "dataset": data.name,
         "class_names": list(data.class_names),
-        "preprocessing": preprocess.scaling(config.input_scale, config.input_shift),
+        "preprocessing": _preprocessing(config, data),
+        "data_source": str(Path(data.source).resolve()),  # a hint for scoring it later
+        **({"inputs": data.inputs} if data.inputs else {}),  # how predict prepares a file
     }
 
 
-def _summary(config: TrainConfig, prepared: Prepared, records, seconds: float, score_test) -> dict:
-    """The run's figures; the test set is scored here, once (or not at all)."""
-    last = records[-1]
+def _summary(config: TrainConfig, prepared: Prepared, records, last: dict, seconds: float,
+             score_test) -> dict:  # fmt: skip
+    """The run's figures (those of the epoch ``last`` it keeps); the test set is scored here,
+    once (or not at all)."""
     summary = {
         "dataset": prepared.data.name,
         "epochs": len(records),
+        "kept_epoch": last["epoch"],
         "seconds": round(seconds, 2),
         "train_loss": last["loss"],
         "train_accuracy": last.get("accuracy"),
@@ -411,14 +503,13 @@ def _last_line(config: TrainConfig, summary: dict, path: Path) -> str:
     loss = f"{loss_words(config.loss)} {reported:.4f}"
     if not plain_loss(config):
         trained = "distillation" if config.teacher else (
-            f"label smoothing {config.label_smoothing:g}")  # fmt: skip
-        loss += (
-            f", as numlp evaluate reports it; training loss with {trained}: "
-            f"{summary['test_loss']:.4f}"
-        )
+            f"label smoothing {config.label_smoothing:.2g}")  # fmt: skip
+        loss += f", training loss with {trained}: {summary['test_loss']:.4f}"
+    kept = summary["kept_epoch"]
+    best = f" (kept epoch {kept}, the best on validation)" if kept != summary["epochs"] else ""
     return (
         f"test accuracy {summary['test_accuracy']:.2%} ({loss}) after "
-        f"{summary['epochs']} epochs in {summary['seconds']:.1f}s; model saved to {path}"
+        f"{summary['epochs']} epochs{best} in {summary['seconds']:.1f}s; model saved to {path}"
     )
 
 
@@ -451,9 +542,12 @@ def _resume_state(out: Path, config: TrainConfig, data: Dataset):
     except (KeyError, ValueError) as err:
         raise ValueError(f"{path}: optimizer state does not fit: {err}") from None
     state = header["state"]
-    if state.get("epoch", 0) >= config.epochs and not state.get("batch"):
+    finished = state.get("epoch", 0) >= config.epochs and not state.get("batch")
+    if finished and not (out / "model.npz").is_file():
+        return model, optimizer, state, saved["epochs"]  # trained, model file lost: finish
+    if finished:
         raise ValueError(
             f"{out} already trained {state['epoch']} epochs; pass --epochs N with N > "
             f"{state['epoch']} to train further"
         )
-    return model, optimizer, state
+    return model, optimizer, state, saved["epochs"]

@@ -109,7 +109,8 @@ class ThreadGovernor:
         except ImportError:
             if self.threads != AUTO:
                 raise ImportError(
-                    "setting the number of threads needs threadpoolctl: pip install 'numlp[speed]'"
+                    "setting the number of threads needs threadpoolctl: pip install "
+                    "threadpoolctl (numlp's speed extra)"
                 ) from None
             return self  # automatic without the means: leave BLAS as it is
         self._controller = ThreadpoolController()

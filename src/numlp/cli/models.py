@@ -90,7 +90,7 @@ def add_commands(commands) -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from numlp.checks import as_model_input
+    from numlp.checks import as_model_input, printable
     from numlp.data.datasets import DataSource
     from numlp.io import load_model
     from numlp.metrics import confusion_matrix, format_report, per_class_scores
@@ -122,17 +122,18 @@ def cmd_evaluate(args) -> int:
             )
         )
         return 0
-    print(f"{data.name} test set: {len(y):,} images")
+    what = "rows" if (header.get("inputs") or {}).get("kind") == "table" else "images"
+    print(f"{data.name} test set: {len(y):,} {what}")
     name = loss_words((settings or {}).get("loss"), loss)
     print(f"accuracy {scores['accuracy']:.2%}  {name} {scores['loss']:.4f}")
     print()
-    print(format_report(cm, names))
+    print(format_report(cm, [printable(n) for n in names]))
     return 0
 
 
 def cmd_predict(args) -> int:
     from numlp import preprocess
-    from numlp.checks import as_model_input
+    from numlp.checks import as_model_input, printable
     from numlp.io import class_names, load_model
     from numlp.metrics import top_classes
 
@@ -143,21 +144,25 @@ def cmd_predict(args) -> int:
     results = []
     for path in args.files:
         try:
-            images = as_model_input(_read_array_file(path), model.input_shape, str(path))
+            array = preprocess.check_inputs(_read_inputs(path, header), header.get("preprocessing"))
+            images = as_model_input(array, model.input_shape, str(path))
         except ValueError as err:
-            raise CLIError(str(err)) from None
+            raise CLIError(
+                f"{err}" if str(err).startswith(str(path)) else f"{path}: {err}"
+            ) from None
         x = preprocess.apply(images, header.get("preprocessing"))
         _check_model_fits(model, x, path)
         proba = model.predict_proba(x)
         for i, row in enumerate(proba):
             top = top_classes(row, names, args.top)
-            results.append({"file": str(path), "index": i, "top": top})
+            results.append({"file": str(path), "index": i, "top": top, "one": len(proba) == 1})
     if args.json:
-        print(json.dumps(results))
+        print(json.dumps([{k: v for k, v in r.items() if k != "one"} for r in results]))
     else:
         for r in results:
             shown = "  ".join(f"{t['class']} ({t['probability']:.1%})" for t in r["top"])
-            print(f"{r['file']}[{r['index']}]: {shown}")
+            where = r["file"] if r["one"] else f"{r['file']}[{r['index']}]"  # a picture: itself
+            print(printable(f"{where}: {shown}"))
     return 0
 
 
@@ -189,31 +194,52 @@ def cmd_serve(args) -> int:
     return 0
 
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+IDX_TYPES = (0x08, 0x09, 0x0B, 0x0C, 0x0D, 0x0E)  # the third byte of an IDX file
 
 
-def _read_array_file(path: Path) -> np.ndarray:
+def _read_inputs(path: Path, header: dict) -> np.ndarray:
+    """What ``path`` holds, read as the model's data were: rows of a CSV for a model trained
+    on a table, else pictures (prepared as its dataset's were) and arrays."""
+    inputs = header.get("inputs") or {}
+    if inputs.get("kind") == "table":
+        from numlp.data.own import table_input
+
+        if not path.is_file():
+            raise CLIError(f"{path}: no such file")
+        return table_input(path, inputs)
+    return _read_array_file(path, inputs)
+
+
+def _read_array_file(path: Path, inputs: dict | None = None) -> np.ndarray:
+    """The images in ``path``, told apart by their first bytes (not the file's name): a
+    ``.npy`` array, an IDX file (plain or gzip), else a picture for Pillow to read."""
     from numlp.data.idx import IDXError, read_idx
 
     if not path.is_file():
         raise CLIError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'no such file'}")
-    if path.suffix.lower() in IMAGE_SUFFIXES:
-        from numlp.data.images import ImageError, to_mnist
-
-        try:
-            return to_mnist(path)  # uint8 (28, 28), prepared the way MNIST was
-        except ImageError as err:
-            message = str(err)
-            prefix = "" if message.startswith(str(path)) else f"{path}: "
-            raise CLIError(prefix + message) from None
-    if path.suffix == ".npy":
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if head.startswith(b"\x93NUM"):
         from numlp.npyfile import read_npy
 
         return read_npy(path)
+    if head[:2] == b"\x1f\x8b" or (len(head) == 4 and head[:2] == b"\0\0" and head[2] in IDX_TYPES):
+        try:
+            return read_idx(path)
+        except IDXError as err:
+            raise CLIError(f"{err} (predict reads pictures, .npy and IDX files)") from None
+    from numlp.data.images import ImageError, to_mnist
+
     try:
-        return read_idx(path)
-    except IDXError as err:
-        raise CLIError(f"{err} (predict reads .npy and IDX files)") from None
+        if (inputs or {}).get("kind") == "pictures":  # as the model's own dataset's pictures
+            from numlp.data.own import picture_input
+
+            return picture_input(path, inputs)
+        return to_mnist(path)  # uint8 (28, 28), prepared the way MNIST was
+    except ImageError as err:
+        message = str(err)
+        prefix = "" if message.startswith(str(path)) else f"{path}: "
+        raise CLIError(prefix + message) from None
 
 
 def _check_model_fits(model, x: np.ndarray, source) -> None:

@@ -101,6 +101,9 @@ def cmd_train(args) -> int:
                 "(only --epochs)"
             )
         out = args.resume
+        if not (out / "config.toml").is_file():
+            what = "no config.toml: is it a numlp run folder?" if out.is_dir() else "no such run"
+            raise CLIError(f"--resume {out}: {what}")
         config = load_config(out / "config.toml").updated(epochs=args.epochs)
     else:
         config = base_config(args.preset, args.config).updated(**overrides)

@@ -42,7 +42,9 @@ class History:
         try:
             import matplotlib.pyplot as plt
         except ImportError:
-            raise ImportError("History.plot needs matplotlib: pip install 'numlp[plots]'") from None
+            raise ImportError(
+                "History.plot needs matplotlib: pip install matplotlib (numlp's plots extra)"
+            ) from None
         fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 3.5), squeeze=False)
         epochs = self["epoch"] if "epoch" in self.history else list(range(1, len(self) + 1))
         for ax, key in zip(axes[0], keys):
