@@ -1,5 +1,6 @@
-"""MkDocs hook: the command-line page is generated from numlp's own argument parser, so that
-it cannot drift from the code (``<!-- numlp-cli -->`` in a page becomes every command's help)."""
+"""MkDocs hooks: the command-line page is generated from numlp's own argument parser, so that
+it cannot drift from the code (``<!-- numlp-cli -->`` in a page becomes every command's help);
+and ``mkdocs serve`` reuses executed notebooks, while ``mkdocs build`` always executes them."""
 
 from __future__ import annotations
 
@@ -40,3 +41,20 @@ def on_page_markdown(markdown: str, page, config, files) -> str:
     if MARKER in markdown:
         markdown = markdown.replace(MARKER, cli_reference())
     return markdown
+
+
+_COMMAND = {"name": "build"}
+
+
+def on_startup(command: str, dirty: bool) -> None:
+    _COMMAND["name"] = command
+
+
+def on_config(config):
+    """``mkdocs serve`` rebuilds on every save: it reuses the notebooks executed before (cached
+    by their text, in .cache/mkdocs-jupyter) instead of training them all again. A build
+    (CI, the tests) executes every notebook, so one that breaks breaks the build."""
+    plugin = config.plugins.get("mkdocs-jupyter")
+    if plugin is not None:
+        plugin.config["cache"] = _COMMAND["name"] == "serve"
+    return config

@@ -147,6 +147,7 @@ def test_random_shifts_are_spread_over_the_allowed_range(digits):
     assert abs(offsets.mean()) < 0.2
 
 
+@pytest.mark.slow
 def test_sampling_a_batch_too_large_for_float32_indices_is_still_exact():
     # 2 ** 24 pixels is where float32 stops counting exactly; one call over more than that
     # must agree with calls over slices that stay below it.
@@ -375,6 +376,7 @@ def test_augmenting_flat_inputs_is_refused_before_training():
         model2.fit(flat, np.zeros(10, int), augment=Augment(shift=1), epochs=1)
 
 
+@pytest.mark.slow
 def test_training_with_shifts_makes_the_model_robust_to_shifted_digits(mnist_arrays):
     x_train, y_train, x_test, y_test = mnist_arrays
     x_train, y_train = x_train[:12000], y_train[:12000]

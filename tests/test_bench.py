@@ -15,6 +15,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 from peers import LibraryProcess, markdown  # noqa: E402
 from shifted_views import moved  # noqa: E402
 
+pytestmark = pytest.mark.slow  # servers, Chromium, PostgreSQL, benchmarks or long training
+
 
 def test_w1_flops_count_forward_and_backward_without_the_input_gradient():
     per_sample = 2 * 784 * 512 * 2 + 2 * 512 * 256 * 3 + 2 * 256 * 10 * 3

@@ -12,6 +12,8 @@ import pytest
 from numlp import Dense, Flatten, ReLU, Sequential
 from numlp.io import read_header, save_model
 
+pytestmark = pytest.mark.slow  # servers, Chromium, PostgreSQL, benchmarks or long training
+
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 HERE = Path(__file__).resolve().parent
 
 
@@ -28,6 +30,7 @@ def run_pytest_without_mnist(tmp_path, **env):
     )
 
 
+@pytest.mark.slow
 def test_missing_mnist_fails_and_says_how_to_point_the_tests_at_it(tmp_path):
     done = run_pytest_without_mnist(tmp_path)
     assert done.returncode == 1, done.stdout
@@ -35,6 +38,7 @@ def test_missing_mnist_fails_and_says_how_to_point_the_tests_at_it(tmp_path):
     assert "NUMLP_SKIP_MNIST=1" in done.stdout and "1 error" in done.stdout
 
 
+@pytest.mark.slow
 def test_skipping_them_is_a_choice_the_user_makes(tmp_path):
     done = run_pytest_without_mnist(tmp_path, NUMLP_SKIP_MNIST="1")
     assert done.returncode == 0 and "1 skipped" in done.stdout, done.stdout

@@ -18,6 +18,8 @@ import numpy as np
 import pytest
 from conftest import chromium
 
+pytestmark = pytest.mark.slow  # servers, Chromium, PostgreSQL, benchmarks or long training
+
 ROOT = Path(__file__).resolve().parents[1]
 TUTORIALS = sorted((ROOT / "docs" / "tutorials").glob("*.py"))
 

@@ -58,6 +58,7 @@ def test_a_dropped_connection_resumes_with_a_range_request(mirror, tmp_path):
     assert leftovers(tmp_path) == sorted(FILES)
 
 
+@pytest.mark.slow
 def test_a_body_that_is_always_truncated_fails_cleanly(mirror, tmp_path):
     mirror.faults["t10k-labels-idx1-ubyte.gz"] = ("truncate", 1000)
     with pytest.raises(DataError, match="t10k-labels-idx1-ubyte.gz from any mirror.*after 3"):

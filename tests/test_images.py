@@ -33,6 +33,7 @@ def photo_of(digit: np.ndarray, rng) -> Image.Image:
     return page.convert("RGB")
 
 
+@pytest.mark.slow
 def test_photos_of_1000_test_digits_are_predicted_as_well_as_the_originals(
     model, mnist_arrays, tmp_path
 ):

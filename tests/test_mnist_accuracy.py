@@ -1,11 +1,13 @@
 """Correctness on real data: a 784-256-10 MLP trained on MNIST for a few epochs."""
 
 import numpy as np
+import pytest
 
 from numlp import Adam, Dense, Flatten, ReLU, Sequential
 from numlp.schedules import make_schedule
 
 
+@pytest.mark.slow
 def test_784_256_10_reaches_97_5_percent_on_the_mnist_test_set(mnist_arrays):
     x_train, y_train, x_test, y_test = mnist_arrays
     model = Sequential([Flatten(), Dense(784, 256), ReLU(), Dense(256, 10)], seed=0)

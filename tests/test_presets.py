@@ -13,6 +13,7 @@ from numlp.parts import build_model, build_optimizer
 from numlp.schedules import make_schedule
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", preset_names())
 def test_each_preset_trains_a_few_steps_on_real_images(name, mnist_arrays):
     # Every preset's dataset has 28x28 images and 10 classes, so MNIST stands in for all.
@@ -52,6 +53,7 @@ def test_a_shown_preset_is_a_config_file_that_loads_back(capsys, tmp_path):
     assert load_config(path) == load_config(preset_path("best"))
 
 
+@pytest.mark.slow
 def test_train_with_a_preset_and_overrides_records_both(mnist_path, tmp_path, capsys):
     out = tmp_path / "r"
     argv = train_argv(mnist_path, out, 32, 1, "--no-plots", "--val-split", "0.5")
@@ -66,6 +68,7 @@ def test_train_with_a_preset_and_overrides_records_both(mnist_path, tmp_path, ca
     assert config.dropout == best.dropout and config.lr == best.lr
 
 
+@pytest.mark.slow
 def test_augmentation_flags_go_into_the_run_config(mnist_path, tmp_path, capsys):
     out = tmp_path / "r"
     argv = train_argv(mnist_path, out, 16, 1, "--no-plots", "--shift", "2", "--elastic-alpha", "8")

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 from conftest import train_argv
 
+pytestmark = pytest.mark.slow  # servers, Chromium, PostgreSQL, benchmarks or long training
+
 TRAIN = ["--hidden", "48", "--epochs", "3", "--dropout", "0.2", "--seed", "5", "--no-download"]
 
 # Runs numlp's CLI, but stalls os.replace of checkpoint.npz after epoch 2 so that the test can

@@ -5,6 +5,7 @@ import json
 import os
 
 import numpy as np
+import pytest
 from conftest import finish, start, train_argv
 
 from numlp.cli import main
@@ -20,6 +21,7 @@ def hidden_of(run):
     return config["hidden"], [layer["out_features"] for layer in dense[:-1]]
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_never_share_a_folder(mnist_path, tmp_path):
     out = tmp_path / "run"
     first = start(*train_argv(mnist_path, out, 32, 2, "--no-plots"))
@@ -39,6 +41,7 @@ def test_two_runs_started_together_never_share_a_folder(mnist_path, tmp_path):
     assert not (out / ".numlp.lock").exists()
 
 
+@pytest.mark.slow
 def test_a_folder_in_use_is_refused_even_with_overwrite(mnist_path, tmp_path):
     out = tmp_path / "run"
     with claim_run_dir(out):
@@ -53,6 +56,7 @@ def test_a_folder_in_use_is_refused_even_with_overwrite(mnist_path, tmp_path):
     assert code == 0, err
 
 
+@pytest.mark.slow
 def test_an_overwrite_that_fails_on_data_leaves_the_old_run_whole(mnist_path, tmp_path):
     out = tmp_path / "run"
     assert finish(start(*train_argv(mnist_path, out, 16, 1, "--no-plots")))[0] == 0
@@ -69,6 +73,7 @@ def test_an_overwrite_that_fails_on_data_leaves_the_old_run_whole(mnist_path, tm
     assert code == 0, err
 
 
+@pytest.mark.slow
 def test_overwrite_replaces_the_whole_old_run(mnist_path, tmp_path):
     out = tmp_path / "run"
     assert finish(start(*train_argv(mnist_path, out, 16, 2)))[0] == 0
@@ -85,6 +90,7 @@ def test_overwrite_replaces_the_whole_old_run(mnist_path, tmp_path):
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_a_failed_start_leaves_no_run_folder_and_no_empty_cache(tmp_path):
     env = {
         "XDG_CACHE_HOME": str(tmp_path / "cache"),
@@ -138,6 +144,7 @@ def test_bad_test_labels_are_refused_before_the_first_step(tmp_path):
     assert code == 0, err
 
 
+@pytest.mark.slow
 def test_resume_of_a_folder_in_use_is_refused(mnist_path, tmp_path):
     out = tmp_path / "run"
     assert finish(start(*train_argv(mnist_path, out, 16, 1, "--no-plots")))[0] == 0

@@ -25,6 +25,7 @@ def test_there_is_one_config_per_seed():
     assert [p.name[:3] for p in SEEDS] == ["000", "001", "002", "003", "004"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SEEDS, ids=lambda p: p.name[:3])
 def test_each_seed_config_trains_one_epoch(path, small_data, tmp_path, capsys):
     config = load_config(path).updated(dataset="kmnist", epochs=1)

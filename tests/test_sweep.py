@@ -32,6 +32,8 @@ from numlp.sweep import (
     show,
 )
 
+pytestmark = pytest.mark.slow  # servers, Chromium, PostgreSQL, benchmarks or long training
+
 SPACE = """
 dataset = "kmnist"
 hidden = [48]

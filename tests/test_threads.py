@@ -103,6 +103,7 @@ def test_with_every_core_busy_elsewhere_the_automatic_count_is_one():
     assert chosen == 1 and during == 1
 
 
+@pytest.mark.slow
 def test_the_command_line_takes_threads_from_the_flag_or_the_environment(mnist_path, tmp_path):
     from conftest import train_argv
 
