@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from numlp import SGD, Dense, ReLU, Sequential, SoftmaxCrossEntropy
-from numlp.bench import _load
+from numlp.bench import load_mnist
 from numlp.optim import global_grad_norm
 
 
@@ -26,9 +26,10 @@ def main() -> None:
     parser.add_argument("--data-dir", default=os.environ.get("NUMLP_DATA", "../shared/data/mnist"))
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--json", help="also write the medians here (ms per step, by part)")
     args = parser.parse_args()
 
-    x, y, _, _ = _load(args.data_dir)
+    x, y, _, _ = load_mnist(args.data_dir)
     model = Sequential([Dense(784, 512), ReLU(), Dense(512, 256), ReLU(), Dense(256, 10)], seed=0)
     optimizer = SGD(model.parameters(), lr=0.01, momentum=0.9)
     loss = SoftmaxCrossEntropy()
@@ -64,9 +65,17 @@ def main() -> None:
         t = tick("optimizer", t)
         tick("whole step", began)
 
+    medians = {name: statistics.median(times[args.warmup :]) * 1e3 for name, times in parts.items()}
     print("| part | ms per step (median) |\n|---|---|")
-    for name, times in parts.items():
-        print(f"| {name} | {statistics.median(times[args.warmup :]) * 1e3:.3f} |")
+    for name, ms in medians.items():
+        print(f"| {name} | {ms:.3f} |")
+    if args.json:
+        import json
+
+        from numlp.atomic import atomic_write_text
+
+        record = {"steps": args.steps, "warmup": args.warmup, "ms_per_step": medians}
+        atomic_write_text(args.json, json.dumps(record, indent=1) + "\n")
 
 
 if __name__ == "__main__":

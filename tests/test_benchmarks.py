@@ -208,3 +208,15 @@ def test_presets_benchmark_runs_two_seeds_at_a_time_and_keeps_their_folders(mnis
     assert all(0.5 < row["test_accuracy"] <= 1 for row in rows)
     assert (tmp_path / "fast-s3" / "model.npz").is_file() and (tmp_path / "fast-s4").is_dir()
     assert "| fast | mnist |" in done.stdout
+
+
+def test_step_profile_runs_and_times_every_part(mnist_path, tmp_path):
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / "step_profile.py"), "--data-dir", str(mnist_path),
+         "--steps", "40", "--warmup", "10", "--json", str(tmp_path / "p.json")],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    parts = json.loads((tmp_path / "p.json").read_text())["ms_per_step"]
+    assert {"optimizer", "loss forward", "whole step"} <= set(parts)
+    assert all(ms > 0 for ms in parts.values())
