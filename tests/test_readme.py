@@ -59,3 +59,31 @@ def test_readme_lists_every_command_and_every_flag_the_parser_has():
     assert sorted(readme) == sorted(parser)
     for command, flags in parser.items():
         assert readme[command] == flags, command
+
+
+def test_the_readme_fits_on_a_screen_and_the_rest_is_in_the_site():
+    lines = README.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 150, len(lines)
+    docs = README.parent / "docs"
+    for page in ("guide.md", "research.md", "speed.md", "development.md"):
+        assert f"(docs/{page})" in README.read_text(encoding="utf-8")
+        assert (docs / page).is_file()
+
+
+def test_mkdocs_serve_reuses_executed_notebooks_and_a_build_executes_them():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("hooks", README.parent / "docs" / "hooks.py")
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+
+    class Plugin:
+        config = {"cache": False}
+
+    class Config:
+        plugins = {"mkdocs-jupyter": Plugin()}
+
+    for command, cached in (("serve", True), ("build", False)):
+        hooks.on_startup(command=command, dirty=False)
+        hooks.on_config(Config())
+        assert Config.plugins["mkdocs-jupyter"].config["cache"] is cached
