@@ -298,16 +298,21 @@ def test_pictures_over_the_pixel_cap_are_refused_before_decoding(client):
 # As SERVER_DRIVER, with preparing a picture made to take 0.5 s whatever the machine's speed:
 # the 6 pictures the pool admits then keep it busy for 1.5 s at least, so "answered amid the
 # pictures" does not depend on how fast this CPU decodes them.
-SLOW_PICTURES_DRIVER = SERVER_DRIVER.replace(
-    "from numlp.cli import main",
-    """import time
-prepare = numlp.serve.to_mnist
-def slow_to_mnist(*args, **kwargs):
+def slowed(function: str) -> str:
+    """SERVER_DRIVER with ``numlp.serve.FUNCTION`` taking 0.5 s at least per call."""
+    return SERVER_DRIVER.replace(
+        "from numlp.cli import main",
+        f"""import time
+original = numlp.serve.{function}
+def slow(*args, **kwargs):
     time.sleep(0.5)
-    return prepare(*args, **kwargs)
-numlp.serve.to_mnist = slow_to_mnist
+    return original(*args, **kwargs)
+numlp.serve.{function} = slow
 from numlp.cli import main""",
-)
+    )
+
+
+SLOW_PICTURES_DRIVER = slowed("to_mnist")
 
 
 def test_many_large_pictures_neither_freeze_the_server_nor_queue_without_bound(model_file):
@@ -421,16 +426,7 @@ def test_media_types_are_case_insensitive(client, mnist_arrays):
 
 # JSON bodies are prepared on the pool like pictures: each takes 0.5 s at least here, so
 # /health asked amid them shows whether they held the event loop.
-SLOW_JSON_DRIVER = SERVER_DRIVER.replace(
-    "from numlp.cli import main",
-    """import time
-parse = numlp.serve._pixels_from_json
-def slow_parse(*args, **kwargs):
-    time.sleep(0.5)
-    return parse(*args, **kwargs)
-numlp.serve._pixels_from_json = slow_parse
-from numlp.cli import main""",
-)
+SLOW_JSON_DRIVER = slowed("_pixels_from_json")
 
 
 def test_json_bodies_are_parsed_off_the_event_loop(model_file):
