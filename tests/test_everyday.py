@@ -80,7 +80,7 @@ def test_the_best_epoch_on_validation_is_kept_and_patience_stops_early(small_dat
 
     from numlp.io import load_model
 
-    flags = ["--optimizer", "sgd", "--lr", "0.8", "--schedule", "constant"]
+    flags = ["--optimizer", "sgd", "--lr", "0.3", "--schedule", "constant"]
     out = small_run(small_data, tmp_path / "r", "--epochs", "12", *flags, "--keep-best",
                     "--patience", "2")  # fmt: skip
     records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").open()]

@@ -47,7 +47,8 @@ def refused(process) -> str:
 @pytest.mark.slow
 def test_ensemble_into_a_live_run_is_refused_while_it_trains(small_data, two_runs, tmp_path):
     live = tmp_path / "live"
-    trainer = start("train", *small(small_data, "--out", live, "--epochs", "40"))
+    # long enough to outlive both refusals; stopped by the test
+    trainer = start("train", *small(small_data, "--out", live, "--epochs", "5000"))
     deadline = time.monotonic() + 60
     while not (live / "metrics.jsonl").exists() and time.monotonic() < deadline:
         time.sleep(0.05)  # the run has begun: its folder is claimed
