@@ -328,19 +328,23 @@ def test_many_large_pictures_neither_freeze_the_server_nor_queue_without_bound(m
 
 
 def picture_burst(url) -> list[tuple[str, int]]:
-    """40 large pictures at once, and /health asked while they are in: what finished, in order."""
+    """40 large pictures at once (16 megapixels: allowed, but costly to decode)."""
+    return burst(url, big_png(4000), "image/png", 40, "picture")
+
+
+def burst(url, body: bytes, kind: str, count: int, name: str) -> list[tuple[str, int]]:
+    """``count`` posts of ``body`` at once, and /health asked while they are in: what
+    finished, in order, as ``(name, status)`` and ``("health", status)``."""
     from concurrent.futures import ThreadPoolExecutor
 
-    body = big_png(4000)  # 16 megapixels: allowed, but costly to decode
     finished = []
 
-    def picture(_):
-        status, _ = post(url, body, "image/png", timeout=120)
-        finished.append(("picture", status))
+    def send(_):
+        finished.append((name, post(url, body, kind, timeout=120)[0]))
 
-    with ThreadPoolExecutor(40) as clients:
-        futures = [clients.submit(picture, i) for i in range(40)]
-        time.sleep(0.2)  # the pictures are in: the first ones are still being prepared
+    with ThreadPoolExecutor(count) as clients:
+        futures = [clients.submit(send, i) for i in range(count)]
+        time.sleep(0.2)  # the bodies are in: the first ones are still being prepared
         with urllib.request.urlopen(url + "/health", timeout=60) as response:
             finished.append(("health", response.status))
         for future in futures:
@@ -430,23 +434,10 @@ SLOW_JSON_DRIVER = slowed("_pixels_from_json")
 
 
 def test_json_bodies_are_parsed_off_the_event_loop(model_file):
-    from concurrent.futures import ThreadPoolExecutor
-
     process, url = start_server(model_file, free_port(), driver=SLOW_JSON_DRIVER)
     body = json.dumps({"pixels": [[7] * 28] * 28}).encode()
-    finished = []  # in the order they finished
-
-    def json_post(_):
-        finished.append(("json", post(url, body, "application/json", 60)[0]))
-
     try:
-        with ThreadPoolExecutor(12) as clients:
-            futures = [clients.submit(json_post, i) for i in range(12)]
-            time.sleep(0.2)  # the bodies are in: the first ones are still being prepared
-            with urllib.request.urlopen(url + "/health", timeout=60) as response:
-                finished.append(("health", response.status))
-            for future in futures:
-                future.result()
+        finished = burst(url, body, "application/json", 12, "json")
     finally:
         stop_server(process)
     statuses = [status for kind, status in finished if kind == "json"]

@@ -74,7 +74,7 @@ def apply(x: np.ndarray, spec: dict | None) -> np.ndarray:
     return out
 
 
-def check_inputs(x: np.ndarray, spec: dict | None) -> np.ndarray:
+def check_raw(x: np.ndarray, spec: dict | None) -> np.ndarray:
     """``x`` if it holds inputs a model with preprocessing ``spec`` can take: raw pixels as
     integers in 0..255, or floats already preprocessed (within what ``spec`` makes of 0..255);
     ValueError saying what is wrong otherwise (not numbers, no images, out of range), since a

@@ -233,24 +233,30 @@ class _Run:
         with claim_run_dir(folder, overwrite=not resume, resume=resume) as claim:
             self.single(config, claim, data)
 
+    def _callbacks(self, config, claim: RunClaim, prepared: Prepared, facts, checkpoint) -> list:
+        """What watches the run, in the order it must: the test watcher first (the checkpoint,
+        the metrics file and the log see its figures), the checkpoint before the metrics file
+        (a metrics line means its epoch is saved), what is shown and the caller's last."""
+        out = claim.path
+        watched = [TestWatcher(prepared.x_test, prepared.data.y_test, prepared.loss)]
+        best = [BestEpoch(out / "best.npz", config, facts)]
+        return [
+            *(watched if config.watch_test else []),
+            RunFiles(claim, config),
+            *(best if config.patience or config.keep_best else []),
+            checkpoint,
+            MetricsWriter(out / "metrics.jsonl"),
+            *self.console.callbacks(),
+            *self.callbacks,
+        ]
+
     def _fit_and_save(self, config: TrainConfig, claim: RunClaim, prepared: Prepared) -> dict:
         """Fit, score the test set once (unless ``config``'s run never scores it), save
         ``model.npz``; the final line goes to the console."""
         out, model, data = claim.path, prepared.model, prepared.data
         facts = _facts(config, data)
         checkpoint = Checkpoint(out / "checkpoint.npz", **facts, config=config.flat())
-        callbacks = [
-            # the watcher first: the checkpoint, the metrics file and the log see its figures
-            *([TestWatcher(prepared.x_test, data.y_test, prepared.loss)] if config.watch_test
-              else []),
-            RunFiles(claim, config),
-            *([BestEpoch(out / "best.npz", config, facts)] if config.patience or config.keep_best
-              else []),
-            checkpoint,  # before the metrics: a metrics line means its epoch is saved
-            MetricsWriter(out / "metrics.jsonl"),
-            *self.console.callbacks(),
-            *self.callbacks,
-        ]  # fmt: skip
+        callbacks = self._callbacks(config, claim, prepared, facts, checkpoint)
         started = time.perf_counter()
         try:
             history = model.fit(

@@ -195,16 +195,11 @@ def cmd_data_import(args) -> int:
         if not _check_import_target(args, target, is_official):
             print(f"{target} already holds the verified MNIST files; nothing was changed")
             return 0
-        target.mkdir(parents=True, exist_ok=True)
-        for path in paths.values():
-            for old in (target / path.name, target / path.name.removesuffix(".gz")):
-                old.unlink(missing_ok=True)  # a stale uncompressed twin would be found first
-            os.replace(path, target / path.name)
-            print(f"wrote {target / path.name}")
+        _move_into(target, paths)
         if named:  # last: a folder without it is no dataset, never a half one
-            files = {paths[role].name.removesuffix(".gz"): sha for role, sha in hashes.items()}
             title = f"imported from {args.file.name}"
-            write_manifest(target, name, [str(c) for c in range(CLASSES)], files, title)
+            classes = [str(c) for c in range(CLASSES)]
+            write_manifest(target, name, classes, _by_file(paths, hashes), title)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     _say_imported(args, target, name, is_official, named)
@@ -243,12 +238,7 @@ def _import_own(args, kind: str) -> int:
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise CLIError(f"--out {args.out} is a file, not a folder")
     target = args.out or user_cache_dir() / name
-    held = [p.name for p in target.glob("*-ubyte*")] if target.is_dir() else []
-    if held and not args.force:
-        raise CLIError(
-            f"{target} already holds IDX files ({', '.join(sorted(held))}); choose another "
-            f"{'--out' if args.out else '--name'}, or pass --force to replace them"
-        )
+    _refuse_held(args, target, sorted(p.name for p in target.glob("*-ubyte*")))
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = _staging_folder(target.parent)
     try:
@@ -258,15 +248,9 @@ def _import_own(args, kind: str) -> int:
         else:
             paths, names, inputs = import_table(args.file, staging, args.label, args.test_split)
         hashes = content_hashes(paths)
-        target.mkdir(parents=True, exist_ok=True)
-        for path in paths.values():
-            for old in (target / path.name, target / path.name.removesuffix(".gz")):
-                old.unlink(missing_ok=True)
-            os.replace(path, target / path.name)
-            print(f"wrote {target / path.name}")
-        files = {paths[role].name.removesuffix(".gz"): sha for role, sha in hashes.items()}
+        _move_into(target, paths)
         title = f"imported from {args.file.name}"
-        write_manifest(target, name, names, files, title, inputs)
+        write_manifest(target, name, names, _by_file(paths, hashes), title, inputs)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     where = "" if args.out is None else f" --data-dir {target}"
@@ -344,9 +328,29 @@ def _check_import_target(args, target: Path, is_official: bool) -> bool:
             f"MNIST cache ({target}); give it a name of its own with --name NAME (or a "
             "folder with --out DIR)"
         )
-    elif held and not args.force:
+    _refuse_held(args, target, held)
+    return True
+
+
+def _refuse_held(args, target: Path, held: list[str]) -> None:
+    """An import replaces IDX files already in ``target`` only with --force."""
+    if held and not args.force:
         raise CLIError(
             f"{target} already holds IDX files ({', '.join(held)}); choose another "
             f"{'--out' if args.out else '--name'}, or pass --force to replace them"
         )
-    return True
+
+
+def _move_into(target: Path, paths: dict[str, Path]) -> None:
+    """The staged IDX files into ``target``, each by one rename."""
+    target.mkdir(parents=True, exist_ok=True)
+    for path in paths.values():
+        for old in (target / path.name, target / path.name.removesuffix(".gz")):
+            old.unlink(missing_ok=True)  # a stale uncompressed twin would be found first
+        os.replace(path, target / path.name)
+        print(f"wrote {target / path.name}")
+
+
+def _by_file(paths: dict[str, Path], hashes: dict[str, str]) -> dict[str, str]:
+    """Content hashes by file name (without .gz), as a manifest records them."""
+    return {paths[role].name.removesuffix(".gz"): sha for role, sha in hashes.items()}

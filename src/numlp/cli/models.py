@@ -144,7 +144,7 @@ def cmd_predict(args) -> int:
     results = []
     for path in args.files:
         try:
-            array = preprocess.check_inputs(_read_inputs(path, header), header.get("preprocessing"))
+            array = preprocess.check_raw(_read_inputs(path, header), header.get("preprocessing"))
             images = as_model_input(array, model.input_shape, str(path))
         except ValueError as err:
             raise CLIError(
