@@ -12,10 +12,10 @@ SOURCE = Path(__file__).resolve().parents[1] / "src"
 
 FLOORS = {
     # plain helpers and the loop's small parts: NumPy (or nothing) only
-    0: "registry atomic",  # names -> parts, one registry per kind; files written safely
-    1: "_version checks init metrics npyfile preprocess rundir threads schedules "
-    "data.augment data.images train.batches train.callbacks train.state",
-    2: "layers data.idx",  # the math, and the file format datasets come in
+    0: "registry atomic kernels_numba",  # registries; safe files; fused loops (numba)
+    1: "kernels _version checks init metrics npyfile preprocess rundir threads schedules "
+    "data.images train.batches train.callbacks train.state",
+    2: "layers data.idx data.augment",  # the math; the files datasets come in; distortions
     3: "losses optim data.catalog",
     4: "scoring gradcheck data.download",
     5: "train.loop",  # the training loop needs no model class

@@ -18,6 +18,7 @@ import math
 import numpy as np
 
 from numlp import init as initializers
+from numlp import kernels
 from numlp.registry import Registry
 
 
@@ -240,6 +241,9 @@ class ReLU(Layer):
         return self._out
 
     def backward(self, grad_out):
+        fused = kernels.fused()
+        if fused is not None and _same_layout(grad_out, self._out):
+            return fused.relu_backward(grad_out, self._out)  # the same, in one pass
         return grad_out * (self._out > 0)
 
 
@@ -361,8 +365,13 @@ class Dropout(Layer):
         # copies through a bytes object: 0.27 ms instead of 0.35-1.1 ms for 256 x 1024 units.
         words = self.rng.integers(0, 2**32, size=(2 * x.size - 1) // 4 + 1, dtype=np.uint32)
         bits = words.astype("<u4", copy=False).view("<u2")[: x.size].reshape(x.shape)
+        scale = 65536 / (65536 - threshold)
+        fused = kernels.fused()
+        if fused is not None and _same_layout(x, x):  # the same, in one pass
+            out, self._mask = fused.dropout_forward(x, bits, threshold, scale)
+            return out
         self._mask = np.greater_equal(bits, threshold).astype(x.dtype)
-        self._mask *= x.dtype.type(65536 / (65536 - threshold))
+        self._mask *= x.dtype.type(scale)
         return x * self._mask
 
     def backward(self, grad_out):
@@ -482,6 +491,15 @@ class Flatten(Layer):
 
     def output_shape(self, input_shape):
         return (math.prod(input_shape),)
+
+
+def _same_layout(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether a fused kernel takes ``a`` and ``b``: C-contiguous float32 or float64 arrays of
+    one shape and dtype."""
+    return (
+        a.shape == b.shape and a.dtype == b.dtype and a.dtype.kind == "f" and a.itemsize >= 4
+        and a.flags.c_contiguous and b.flags.c_contiguous
+    )  # fmt: skip
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:

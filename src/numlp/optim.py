@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from numlp import kernels
 from numlp.layers import Parameter
 from numlp.registry import Registry
 from numlp.schedules import Schedule, SchedulePlan
@@ -71,6 +72,16 @@ def flush_subnormals(a: np.ndarray, scratch: np.ndarray) -> None:
     np.minimum(keep, 1, out=keep)
     np.negative(keep, out=keep)  # all bits set where the number is normal, none where not
     bits &= keep
+
+
+def _fusable(p: Parameter, state: dict) -> bool:
+    """Whether a fused kernel may update ``p``: float32 or float64 arrays, C-contiguous, of
+    one dtype (what the kernels are compiled for)."""
+    arrays = [p.value, p.grad, *state.values()]
+    dtype = p.value.dtype
+    return dtype in _EXPONENT_BITS and all(
+        a.dtype == dtype and a.flags.c_contiguous and a.shape == p.value.shape for a in arrays
+    )
 
 
 def _check_number(who: str, name: str, value, low: float, high: float = math.inf, low_open=False):
@@ -142,6 +153,10 @@ class Optimizer:
         # One work array per parameter, reused every step: large temporaries are allocated
         # and page-faulted anew on every step otherwise, which costs as much as the update.
         self._scratch: dict[Parameter, np.ndarray] = {}
+        # A fused kernel stands in for _update only where the class that wrote _update wrote
+        # it too: a subclass with an _update of its own keeps it.
+        writer = next(c for c in type(self).__mro__ if "_update" in c.__dict__)
+        self._fusing = "_fused_update" in writer.__dict__
 
     def plan_schedule(self, epochs: int, steps_per_epoch: int) -> None:
         """Turn a :class:`~numlp.schedules.SchedulePlan` into the schedule of a run of
@@ -159,7 +174,11 @@ class Optimizer:
             self.lr = self.schedule(self.steps)
         norm = clip_grad_norm(self.params, self.clip_norm, grad_norm) if self.clip_norm else None
         self.steps += 1
+        fused = kernels.fused() if self._fusing else None
         for p in self.params:
+            if fused is not None and _fusable(p, self.state[p]):
+                self._fused_update(fused, p, self.state[p])
+                continue
             grad = p.grad
             scratch = self._scratch.get(p)
             if scratch is None or scratch.dtype != p.value.dtype:
@@ -178,6 +197,21 @@ class Optimizer:
         """Move ``p.value`` using ``grad``; ``state`` is this parameter's own, ``scratch`` an
         array of its shape to use for temporaries."""
         raise NotImplementedError
+
+    def _fused_update(self, fused, p: Parameter, state: dict) -> None:
+        """The weight decay of :meth:`step` and :meth:`_update` in one pass, with
+        :mod:`numlp.kernels` (``fused``): the same arithmetic, the same bits. Optional: an
+        optimizer of your own without it takes the NumPy path."""
+        raise NotImplementedError
+
+    def _decays(self, p: Parameter) -> tuple[float, float]:
+        """``(coupled, keep)``: the L2 factor added to the gradient and the factor that
+        multiplies the weights first (``1 - lr * weight_decay`` when decoupled), for ``p``."""
+        if not (self.weight_decay and p.decay):
+            return 0.0, 1.0
+        if self.decoupled_decay:
+            return 0.0, 1 - self.lr * self.weight_decay
+        return self.weight_decay, 1.0
 
     def penalty(self) -> float:
         """The weight-decay term this optimizer adds to the loss it minimises."""
@@ -253,6 +287,16 @@ class SGD(Optimizer):
         np.multiply(grad, self.lr, out=scratch)
         p.value -= scratch
 
+    def _fused_update(self, fused, p, state):
+        velocity = p.grad  # a stand-in the kernel never reads without momentum
+        if self.momentum:
+            # zeros, not a copy of the gradient: 0 * momentum + g is g, bit for bit
+            velocity = state.setdefault("velocity", np.zeros_like(p.value))
+        fused.sgd_update(
+            p.value.reshape(-1), p.grad.reshape(-1), velocity.reshape(-1), self.lr,
+            self.momentum, self._decays(p)[0], self.nesterov, self.steps % FLUSH_EVERY == 0,
+        )  # fmt: skip
+
     def config(self):
         return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
 
@@ -295,16 +339,31 @@ class Adam(Optimizer):
         v_sum *= self.beta2
         np.multiply(grad, grad, out=s)
         v_sum += s
+        eps_c, factor = self._step_scalars()
+        np.sqrt(v_sum, out=s)
+        s += eps_c
+        np.divide(m_sum, s, out=s)
+        s *= factor
+        p.value -= s
+
+    def _step_scalars(self) -> tuple[float, float]:
+        """``(eps / c, lr (1 - beta1) / (bias1 c))``: the step is ``factor * M / (sqrt(V) +
+        eps / c)``, because m_hat / (sqrt(v_hat) + eps) = M (1 - beta1) / bias1 / (c sqrt(V)
+        + eps) with c = sqrt((1 - beta2) / bias2), and c sqrt(V) + eps = c (sqrt(V) + eps / c)."""
         t = self.steps
-        # m_hat / (sqrt(v_hat) + eps) = M (1 - beta1) / bias1 / (c sqrt(V) + eps), with
-        # c = sqrt((1 - beta2) / bias2), and (c sqrt(V) + eps) = c (sqrt(V) + eps / c).
         bias1 = 1 - self.beta1**t
         c = math.sqrt((1 - self.beta2) / (1 - self.beta2**t))
-        np.sqrt(v_sum, out=s)
-        s += self.eps / c
-        np.divide(m_sum, s, out=s)
-        s *= self.lr * (1 - self.beta1) / (bias1 * c)
-        p.value -= s
+        return self.eps / c, self.lr * (1 - self.beta1) / (bias1 * c)
+
+    def _fused_update(self, fused, p, state):
+        if not state:
+            state["m_sum"] = np.zeros_like(p.value)
+            state["v_sum"] = np.zeros_like(p.value)
+        flat = [a.reshape(-1) for a in (p.value, p.grad, state["m_sum"], state["v_sum"])]
+        fused.adam_update(
+            *flat, self.beta1, self.beta2, *self._step_scalars(), *self._decays(p),
+            self.steps % FLUSH_EVERY == 0,
+        )  # fmt: skip
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         super().load_state_dict(state)

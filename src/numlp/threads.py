@@ -4,10 +4,14 @@ when other processes already keep cores busy; for a small batch, one.
 OpenBLAS threads spin while they wait for each other. On cores that another process holds,
 that waiting costs far more than the work: with two busy neighbours on two cores a W1 epoch
 took 6 to 36 s on 2 threads against 2.7 to 3.1 s on one. :class:`ThreadGovernor` measures how
-many cores other processes use (``/proc/stat`` less this process's own CPU time) before
-training and after every epoch, and sets the thread count for what follows to the cores left
-free, at least one. A fixed count (``threads=N``) is applied as it is. Either way the
-original settings are restored when training ends, however it ends.
+many cores other processes use (``/proc/stat`` less this process's own CPU time) while a run
+sets up, and sets the thread count to the cores left free, at least one, **once for the whole
+run**: OpenBLAS's results depend on its thread count (a 128x784 by 784x512 product differs in
+the last bits between one thread and two), so a count that changed between epochs gave one
+seed three different models. The count is kept in the training state, and a resumed run takes
+it up again, so that it too ends bit for bit where an uninterrupted run would. A fixed count
+(``threads=N``) is applied as it is. Either way the original settings are restored when
+training ends, however it ends.
 
 Small batches are the other case: :func:`small_batch_threads` gives one BLAS thread to a batch
 of a few rows (``predict`` on a handful of images, a server's single answer). Measured here
@@ -21,13 +25,23 @@ automatic mode leaves BLAS as it is, and a fixed count is refused with how to ge
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
 from contextlib import nullcontext
 
 AUTO = "auto"
-PROBE_SECONDS = 0.2  # before the first epoch: how busy the machine is without us
+# How long the machine is watched before the first step, counted from the governor's
+# creation, so that a run's own set-up (checks, copies) overlaps it: /proc/stat counts in
+# hundredths of a second, and 0.1 s of two cores is 20 ticks.
+PROBE_SECONDS = 0.1
+# A count measured this recently is taken again without watching: a script that calls fit
+# once per epoch, or a test suite, does not wait before every call.
+REUSE_SECONDS = 10.0
+# Another process must keep this much of a core busy for a thread to give way to it: a short
+# burst (a shell, the kernel) is not a neighbour, and one thread too few costs 40 % of a run.
+NEIGHBOUR_SHARE = 0.7
 
 
 def cpu_count() -> int:
@@ -90,18 +104,27 @@ class CpuMeter:
 
 
 class ThreadGovernor:
-    """Sets the BLAS thread count for training and puts the original back afterwards.
+    """Sets the BLAS thread count for a run and puts the original back afterwards.
 
-    Use as a context manager around training, calling :meth:`next_epoch` between epochs
-    (``fit(..., threads=...)`` does both). ``threads``: ``"auto"`` or a positive int.
-    ``history`` lists the count chosen for each stretch, for logs and tests.
+    Use as a context manager around training (``fit(..., threads=...)`` does it).
+    ``threads``: ``"auto"`` or a positive int. ``chosen``: the count of an earlier part of
+    the same run (a resumed run's), taken as it is instead of measuring again. ``history``
+    lists the count applied (one entry), for logs and tests. Watching the machine starts when
+    the governor is made, so make it before the run's set-up.
     """
 
-    def __init__(self, threads="auto", cores: int | None = None):
+    def __init__(self, threads="auto", cores: int | None = None, chosen: int | None = None):
         self.threads = parse_threads(threads)
         self.cores = cores or cpu_count()
+        self.chosen = chosen if self.threads == AUTO else None
         self.history: list[int] = []
-        self._controller = self._limiter = self._meter = None
+        self._limiter = None
+        self._meter = None
+        self._started = time.monotonic()
+        if self.threads == AUTO and self.chosen is None:
+            self.chosen = _recent_choice(self.cores)
+        if self.threads == AUTO and self.chosen is None and CpuMeter.available():
+            self._meter = CpuMeter()
 
     def __enter__(self) -> ThreadGovernor:
         try:
@@ -113,39 +136,49 @@ class ThreadGovernor:
                     "threadpoolctl (numlp's speed extra)"
                 ) from None
             return self  # automatic without the means: leave BLAS as it is
-        self._controller = ThreadpoolController()
-        if self.threads == AUTO and CpuMeter.available():
-            self._meter = CpuMeter()
-            time.sleep(PROBE_SECONDS)
-        self._apply(self._choose())
+        if self._meter is not None:
+            time.sleep(max(0.0, PROBE_SECONDS - (time.monotonic() - self._started)))
+        threads = self._choose()
+        self._limiter = ThreadpoolController().limit(limits=threads, user_api="blas")
+        self.history.append(threads)
         return self
-
-    def next_epoch(self) -> None:
-        """Re-measure (automatic mode) and set the count for the next epoch."""
-        if self._controller is not None and self._meter is not None:
-            self._apply(self._choose())
 
     def _choose(self) -> int:
         if self.threads != AUTO:
             return self.threads
+        if self.chosen is not None:
+            return max(1, min(self.cores, int(self.chosen)))
         if self._meter is None:
             return self.cores
         others = self._meter.read()
-        return max(1, min(self.cores, self.cores - round(others)))
+        threads = max(1, self.cores - math.floor(others + 1 - NEIGHBOUR_SHARE))
+        _RECENT[:] = [time.monotonic(), self.cores, threads]
+        return threads
 
-    def _apply(self, threads: int) -> None:
-        if self.history and self.history[-1] == threads:
-            return
-        if self._limiter is not None:
-            self._limiter.restore_original_limits()
-        self._limiter = self._controller.limit(limits=threads, user_api="blas")
-        self.history.append(threads)
+    @property
+    def threads_used(self) -> int | None:
+        """The count applied for this run, or None where BLAS was left as it was."""
+        return self.history[-1] if self.history else None
 
     def __exit__(self, *exc) -> bool:
         if self._limiter is not None:
             self._limiter.restore_original_limits()
             self._limiter = None
         return False
+
+
+_RECENT: list = []  # [when, cores, threads] of the latest automatic measurement
+
+
+def _recent_choice(cores: int) -> int | None:
+    if _RECENT and _RECENT[1] == cores and time.monotonic() - _RECENT[0] < REUSE_SECONDS:
+        return _RECENT[2]
+    return None
+
+
+def forget_measurements() -> None:
+    """Measure again at the next automatic choice (tests; after the machine changed)."""
+    _RECENT.clear()
 
 
 SMALL_BATCH_ROWS = 64  # at most this many rows: one thread (benchmarks/small_batches.py)

@@ -20,6 +20,7 @@ from contextlib import nullcontext
 
 import numpy as np
 
+from numlp import kernels
 from numlp.checks import check_inputs
 from numlp.losses import Loss, SoftmaxCrossEntropy
 from numlp.optim import Adam, Optimizer, global_grad_norm
@@ -57,7 +58,7 @@ def fit(
     resume: dict | None = None,
     max_grad_norm: float | None = MAX_GRAD_NORM,
     augment: Callable | None = None,
-    threads: int | str | None = None,
+    threads: int | str | None = "auto",
 ) -> History:
     """Train ``model`` on ``x: (samples, *input_shape)`` and ``y`` (class ids for cross-entropy).
 
@@ -99,11 +100,13 @@ def fit(
         random draws follow from ``seed`` (or from a key kept in the training state), so
         seeded runs and resumed runs are reproducible.
     threads : int, "auto" or None
-        BLAS threads while training (:mod:`numlp.threads`): ``"auto"`` takes the cores that
-        other processes leave free, re-measured after every epoch; an int fixes the count;
-        None (the default) leaves BLAS as it is. The original setting is restored at the end.
-        Needs ``threadpoolctl`` (the ``speed`` extra): without it ``"auto"`` leaves BLAS as
-        it is and a fixed count raises ImportError saying how to install it.
+        BLAS threads while training (:mod:`numlp.threads`): ``"auto"`` (the default, as on
+        the command line) takes the cores that other processes leave free, measured once
+        while the run sets up and kept for the whole run (a resumed run keeps its first
+        count), so that a seed gives one model; an int fixes the count; None leaves BLAS as
+        it is. The original setting is restored at the end. Needs ``threadpoolctl`` (the
+        ``speed`` extra): without it ``"auto"`` leaves BLAS as it is and a fixed count raises
+        ImportError saying how to install it.
 
     Returns
     -------
@@ -116,13 +119,16 @@ def fit(
     Ctrl-C (SIGINT) is taken between two steps: callbacks' ``on_interrupt`` run (a checkpoint
     saves), then KeyboardInterrupt is raised.
     """
+    # Made first: it watches how busy the machine is while the rest sets up.
+    chosen = resume.get("threads") if isinstance(resume, dict) else None
+    governor = ThreadGovernor(threads, chosen=chosen) if threads is not None else None
+    kernels.fused()  # NUMLP_KERNELS is checked (and numba imported) before any step
     loss = loss or SoftmaxCrossEntropy()
     optimizer = optimizer or Adam(model.parameters())
     if schedule is not None:
         optimizer.schedule = schedule
     _check_settings(model, epochs, batch_size, optimizer, loss, augment, validation_data,
                     validation_split)  # fmt: skip
-    governor = ThreadGovernor(threads) if threads is not None else None
     rng = np.random.default_rng(seed)
     if model.input_shape is None and np.ndim(x) >= 2:
         model.set_input_shape(np.shape(x)[1:])
@@ -188,6 +194,8 @@ class _Loop:
         self.model.stop_training = False
         callbacks.on_train_begin(context)
         with self.governor or nullcontext(), _deferred_sigint() as interrupted:
+            if self.governor is not None:
+                self.state.threads = self.governor.threads_used
             for epoch in range(self.state.epoch + 1, epochs + 1):
                 callbacks.on_epoch_begin(epoch)
                 started = time.perf_counter() - self.state.epoch_seconds
@@ -196,10 +204,8 @@ class _Loop:
                     self.state.epoch_seconds = time.perf_counter() - started
                     break
                 logs = self._epoch_logs(epoch, samples, validation_data, started)
-                if self.governor is not None:
-                    if self.governor.history:
-                        logs["threads"] = self.governor.history[-1]
-                    self.governor.next_epoch()
+                if self.state.threads is not None:
+                    logs["threads"] = self.state.threads
                 self.state.finish_epoch(epoch, logs, self.rng)
                 callbacks.on_epoch_end(epoch, logs)
                 if self.model.stop_training or interrupted():

@@ -26,6 +26,7 @@ class TrainState:
     rng_epoch_start: dict | None = None  # the loop generator's state when the epoch began
     history: list[dict] = field(default_factory=list)
     augment_key: int | None = None  # seeds the distortions (kept for an exact resume)
+    threads: int | None = None  # BLAS threads chosen for the run (kept: results depend on it)
 
     def count_batch(self, loss: float, size: int, correct: int) -> None:
         self.loss_sum += loss * size
@@ -53,7 +54,13 @@ class TrainState:
         """The state saved by :meth:`to_dict`, with ``rng`` and the layers' ``generators`` put
         back where they were; ValueError (nothing changed) if it does not fit this run."""
         try:
-            position = cls(**{name: state[name] for name in cls.__dataclass_fields__})
+            # "threads": absent from checkpoints written before the count was kept
+            fields = [name for name in cls.__dataclass_fields__ if name != "threads"]
+            position = cls(**{name: state[name] for name in fields})
+            threads = state.get("threads")
+            if not (threads is None or (type(threads) is int and threads > 0)):
+                raise ValueError(f"its thread count {threads!r} is not a positive integer")
+            position.threads = threads
             # "dropout_rngs": the name in checkpoints written before layers had generators()
             layer_rngs = list(state.get("layer_rngs", state.get("dropout_rngs")))
             if len(layer_rngs) != len(generators):

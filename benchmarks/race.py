@@ -1,0 +1,203 @@
+"""W1 epochs, numlp beside its peers, one whole process at a time, alternated round by round.
+
+Each round starts one process per library, in turn (the order reversed every other round), so
+only one library is ever alive: an idle library's spinning threads would slow the other. A
+process loads MNIST, trains one warm-up epoch and ``--epochs`` timed ones, and reports their
+seconds. Per library: the median epoch of each process, the median over rounds and the spread;
+per round, each library's ratio to PyTorch's process of that round (drift hits both alike).
+
+W1: 784-512-256-10 ReLU, batch 128, SGD momentum 0.9 (lr 0.01), cross-entropy, 60,000 images.
+
+    python benchmarks/race.py --rounds 5 --epochs 3 --json race.json
+    python benchmarks/race.py --busy 2 --libraries numlp numlp-cli torch   # beside two busy loops
+
+Libraries: ``numlp`` (``fit`` as a user calls it; fused kernels when numba is installed),
+``numlp-numpy`` (``NUMLP_KERNELS=numpy``: the NumPy reference), ``numlp-cli`` (``numlp train``
+with the W1 recipe; epoch seconds from its metrics), ``numpy`` (a bare NumPy loop doing the same
+step: forward, loss, backward, momentum update; no framework) and ``torch`` (needs ``pip install
+torch==2.13.0``). ``--busy N`` runs N busy loops beside every process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from neighbours import busy_neighbours, emit
+
+HERE = Path(__file__).resolve().parent
+LIBRARIES = ("numlp", "numlp-numpy", "numlp-cli", "numpy", "torch")
+
+
+def numlp_epochs(x, y, epochs: int) -> dict:
+    from numlp import SGD, Dense, ReLU, Sequential, SoftmaxCrossEntropy, kernels
+
+    model = Sequential([Dense(784, 512), ReLU(), Dense(512, 256), ReLU(), Dense(256, 10)], seed=0)
+    history = model.fit(
+        x, y, epochs=epochs + 1, batch_size=128, seed=0, loss=SoftmaxCrossEntropy(),
+        optimizer=SGD(model.parameters(), lr=0.01, momentum=0.9),
+    )  # fmt: skip
+    return {"seconds": history["seconds"][1:], "kernels": kernels.name(),
+            "threads": history.records[-1].get("threads")}  # fmt: skip
+
+
+def cli_epochs(data_dir: str, epochs: int) -> dict:
+    from numlp.cli import main as numlp_main
+
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "run"
+        numlp_main([
+            "train", "--data-dir", data_dir, "--out", str(out), "--epochs", str(epochs + 1),
+            "--hidden", "512,256", "--dropout", "0", "--optimizer", "sgd", "--momentum", "0.9",
+            "--lr", "0.01", "--schedule", "constant", "--label-smoothing", "0", "--val-split",
+            "0", "--quiet", "--no-plots", "--seed", "0",
+        ])  # fmt: skip
+        lines = (out / "metrics.jsonl").read_text().splitlines()
+        records = [json.loads(line) for line in lines if line.strip()]
+    records = [r for r in records if "seconds" in r and "epoch" in r]
+    return {"seconds": [r["seconds"] for r in records][1:],
+            "threads": records[-1].get("threads")}  # fmt: skip
+
+
+def numpy_epochs(x, y, epochs: int) -> dict:
+    """The W1 step in plain NumPy, written as directly as we can: the floor numlp is held to."""
+    import time
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    sizes = [784, 512, 256, 10]
+    weights = [
+        (rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(np.float32)
+        for a, b in zip(sizes, sizes[1:])
+    ]
+    biases = [np.zeros(b, np.float32) for b in sizes[1:]]
+    params = weights + biases
+    velocity = [np.zeros_like(p) for p in params]
+    seconds = []
+    for _ in range(epochs + 1):
+        start = time.perf_counter()
+        order = rng.permutation(len(x))
+        xs, ys = x[order], y[order]
+        for i in range(0, len(xs), 128):
+            xb, yb = xs[i : i + 128], ys[i : i + 128]
+            h1 = np.maximum(xb @ weights[0] + biases[0], 0)
+            h2 = np.maximum(h1 @ weights[1] + biases[1], 0)
+            z = h2 @ weights[2] + biases[2]
+            z -= z.max(axis=1, keepdims=True)
+            p = np.exp(z)
+            p /= p.sum(axis=1, keepdims=True)
+            p[np.arange(len(yb)), yb] -= 1
+            p /= len(yb)
+            g2 = (p @ weights[2].T) * (h2 > 0)
+            g1 = (g2 @ weights[1].T) * (h1 > 0)
+            grads = [xb.T @ g1, h1.T @ g2, h2.T @ p, g1.sum(0), g2.sum(0), p.sum(0)]
+            for param, grad, v in zip(params, grads, velocity):
+                v *= 0.9
+                v += grad
+                param -= 0.01 * v
+        seconds.append(time.perf_counter() - start)
+    return {"seconds": seconds[1:]}
+
+
+def worker(library: str, data_dir: str, epochs: int) -> dict:
+    sys.path.insert(0, str(HERE))
+    from numlp.bench import load_mnist
+
+    if library == "numlp-cli":
+        return cli_epochs(data_dir, epochs)
+    x, y, _, _ = load_mnist(data_dir)
+    if library == "torch":
+        from peers import TorchW1
+
+        runner = TorchW1(x, y)
+        return {"seconds": [runner.epoch() for _ in range(epochs + 1)][1:]}
+    if library == "numpy":
+        return numpy_epochs(x, y, epochs)
+    return numlp_epochs(x, y, epochs)
+
+
+def run_process(library: str, args) -> dict:
+    env = dict(os.environ)
+    if library == "numlp-numpy":
+        env["NUMLP_KERNELS"] = "numpy"
+    command = [sys.executable, __file__, "--worker", library, "--data-dir", args.data_dir,
+               "--epochs", str(args.epochs)]  # fmt: skip
+    with busy_neighbours(args.busy):
+        done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+    if done.returncode != 0:
+        lines = done.stderr.strip().splitlines()
+        return {"error": lines[-1] if lines else f"exit {done.returncode}"}
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    result["median"] = statistics.median(result["seconds"])
+    return result
+
+
+def summary(rounds: list[dict], libraries: list[str]) -> dict:
+    out = {}
+    for library in libraries:
+        medians = [r[library]["median"] for r in rounds if "median" in r.get(library, {})]
+        if not medians:
+            continue
+        entry = {"median": statistics.median(medians), "min": min(medians), "max": max(medians)}
+        ratios = [
+            r[library]["median"] / r["torch"]["median"]
+            for r in rounds
+            if "median" in r.get(library, {}) and "median" in r.get("torch", {})
+        ]
+        if ratios and library != "torch":
+            entry["over_torch"] = {"median": statistics.median(ratios), "min": min(ratios),
+                                   "max": max(ratios)}  # fmt: skip
+        out[library] = entry
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-dir", default=os.environ.get("NUMLP_DATA"))
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--epochs", type=int, default=3, help="timed epochs per process")
+    parser.add_argument("--libraries", nargs="*", default=["numlp", "numlp-numpy", "torch"],
+                        choices=LIBRARIES)  # fmt: skip
+    parser.add_argument("--busy", type=int, default=0, help="busy loops beside each process")
+    parser.add_argument("--json", help="also write the results here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.data_dir, args.epochs)))
+        return 0
+    rounds = []
+    for number in range(args.rounds):
+        order = args.libraries if number % 2 == 0 else args.libraries[::-1]
+        result = {}
+        for library in order:
+            result[library] = run_process(library, args)
+            print(f"round {number + 1}: {library} {result[library]}", file=sys.stderr, flush=True)
+        rounds.append(result)
+    emit({
+        "workload": "W1", "cpu": _cpu(), "cpus": os.cpu_count(), "busy": args.busy,
+        "epochs_per_process": args.epochs, "summary": summary(rounds, args.libraries),
+        "rounds": rounds,
+    }, args.json)  # fmt: skip
+    return 0
+
+
+def _cpu() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
