@@ -9,13 +9,17 @@ per round, each library's ratio to PyTorch's process of that round (drift hits b
 W1: 784-512-256-10 ReLU, batch 128, SGD momentum 0.9 (lr 0.01), cross-entropy, 60,000 images.
 
     python benchmarks/race.py --rounds 5 --epochs 3 --json race.json
-    python benchmarks/race.py --busy 2 --libraries numlp numlp-cli torch   # beside two busy loops
+    python benchmarks/race.py --busy 2 --libraries numlp numlp-cli torch   # and beside 2 busy loops
 
 Libraries: ``numlp`` (``fit`` as a user calls it; fused kernels when numba is installed),
-``numlp-numpy`` (``NUMLP_KERNELS=numpy``: the NumPy reference), ``numlp-cli`` (``numlp train``
-with the W1 recipe; epoch seconds from its metrics), ``numpy`` (a bare NumPy loop doing the same
-step: forward, loss, backward, momentum update; no framework) and ``torch`` (needs ``pip install
-torch==2.13.0``). ``--busy N`` runs N busy loops beside every process.
+``numlp-fixed`` (``threads`` = every core: the busy-machine protection off), ``numlp-numpy``
+(``NUMLP_KERNELS=numpy``: the NumPy reference), ``numlp-before`` (another version's ``src``
+folder, given with ``--before``, e.g. a ``git worktree``), ``numlp-cli`` (``numlp train`` with
+the W1 recipe; epoch seconds from its metrics), ``numpy`` (a bare NumPy loop doing the same
+step: forward, loss, backward, momentum update; no framework) and ``torch`` (needs ``pip
+install torch==2.13.0``). With ``--busy N`` each library is measured quiet and then beside N
+busy Python loops (started before its process, ended after it), and the summary gives busy
+over quiet per round.
 """
 
 from __future__ import annotations
@@ -33,18 +37,24 @@ from pathlib import Path
 from neighbours import busy_neighbours, emit
 
 HERE = Path(__file__).resolve().parent
-LIBRARIES = ("numlp", "numlp-numpy", "numlp-cli", "numpy", "torch")
+LIBRARIES = ("numlp", "numlp-fixed", "numlp-numpy", "numlp-before", "numlp-cli", "numpy", "torch")
 
 
-def numlp_epochs(x, y, epochs: int) -> dict:
-    from numlp import SGD, Dense, ReLU, Sequential, SoftmaxCrossEntropy, kernels
+def numlp_epochs(x, y, epochs: int, threads="auto") -> dict:
+    from numlp import SGD, Dense, ReLU, Sequential, SoftmaxCrossEntropy
+
+    try:
+        from numlp import kernels
+    except ImportError:  # numlp-before: a version without fused kernels
+        kernels = None
 
     model = Sequential([Dense(784, 512), ReLU(), Dense(512, 256), ReLU(), Dense(256, 10)], seed=0)
     history = model.fit(
         x, y, epochs=epochs + 1, batch_size=128, seed=0, loss=SoftmaxCrossEntropy(),
         optimizer=SGD(model.parameters(), lr=0.01, momentum=0.9),
+        **({"threads": threads} if threads != "auto" else {}),
     )  # fmt: skip
-    return {"seconds": history["seconds"][1:], "kernels": kernels.name(),
+    return {"seconds": history["seconds"][1:], "kernels": kernels.name() if kernels else "numpy",
             "threads": history.records[-1].get("threads")}  # fmt: skip
 
 
@@ -121,16 +131,22 @@ def worker(library: str, data_dir: str, epochs: int) -> dict:
         return {"seconds": [runner.epoch() for _ in range(epochs + 1)][1:]}
     if library == "numpy":
         return numpy_epochs(x, y, epochs)
+    if library == "numlp-fixed":  # every core, nothing measured: the protection off
+        return numlp_epochs(x, y, epochs, threads=os.cpu_count())
     return numlp_epochs(x, y, epochs)
 
 
-def run_process(library: str, args) -> dict:
+def run_process(library: str, args, busy: int) -> dict:
     env = dict(os.environ)
-    if library == "numlp-numpy":
+    if library in ("numlp-numpy", "numlp-before"):
         env["NUMLP_KERNELS"] = "numpy"
+    if library == "numlp-before":
+        if not args.before:
+            return {"error": "numlp-before needs --before SRC (another version's src folder)"}
+        env["PYTHONPATH"] = str(Path(args.before).resolve())
     command = [sys.executable, __file__, "--worker", library, "--data-dir", args.data_dir,
                "--epochs", str(args.epochs)]  # fmt: skip
-    with busy_neighbours(args.busy):
+    with busy_neighbours(busy):
         done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
     if done.returncode != 0:
         lines = done.stderr.strip().splitlines()
@@ -140,21 +156,39 @@ def run_process(library: str, args) -> dict:
     return result
 
 
-def summary(rounds: list[dict], libraries: list[str]) -> dict:
+def spread(values: list[float]) -> dict:
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def ratios(rounds: list[dict], top: tuple[str, str], bottom: tuple[str, str]) -> list[float]:
+    """Per round: the median epoch of ``top`` (library, condition) over ``bottom``'s."""
+    found = []
+    for result in rounds:
+        a = result.get(top[0], {}).get(top[1], {}).get("median")
+        b = result.get(bottom[0], {}).get(bottom[1], {}).get("median")
+        if a and b:
+            found.append(a / b)
+    return found
+
+
+def summary(rounds: list[dict], libraries: list[str], conditions: list[str]) -> dict:
+    """Per library and condition: median epoch (median over rounds, with the spread) and, per
+    round, the ratio to PyTorch's in the same condition and busy over quiet."""
     out = {}
     for library in libraries:
-        medians = [r[library]["median"] for r in rounds if "median" in r.get(library, {})]
-        if not medians:
-            continue
-        entry = {"median": statistics.median(medians), "min": min(medians), "max": max(medians)}
-        ratios = [
-            r[library]["median"] / r["torch"]["median"]
-            for r in rounds
-            if "median" in r.get(library, {}) and "median" in r.get("torch", {})
-        ]
-        if ratios and library != "torch":
-            entry["over_torch"] = {"median": statistics.median(ratios), "min": min(ratios),
-                                   "max": max(ratios)}  # fmt: skip
+        entry = {}
+        for condition in conditions:
+            medians = [r[library][condition]["median"] for r in rounds
+                       if "median" in r.get(library, {}).get(condition, {})]  # fmt: skip
+            if not medians:
+                continue
+            entry[condition] = spread(medians)
+            over = ratios(rounds, (library, condition), ("torch", condition))
+            if over and library != "torch":
+                entry[condition]["over_torch"] = spread(over)
+        busy_over_quiet = ratios(rounds, (library, "busy"), (library, "quiet"))
+        if busy_over_quiet:
+            entry["busy_over_quiet"] = spread(busy_over_quiet)
         out[library] = entry
     return out
 
@@ -166,25 +200,31 @@ def main() -> int:
     parser.add_argument("--epochs", type=int, default=3, help="timed epochs per process")
     parser.add_argument("--libraries", nargs="*", default=["numlp", "numlp-numpy", "torch"],
                         choices=LIBRARIES)  # fmt: skip
-    parser.add_argument("--busy", type=int, default=0, help="busy loops beside each process")
+    parser.add_argument("--busy", type=int, default=0,
+                        help="also measure each library beside this many busy loops")  # fmt: skip
+    parser.add_argument("--before", help="numlp-before: the src folder of another numlp version")
     parser.add_argument("--json", help="also write the results here")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         print(json.dumps(worker(args.worker, args.data_dir, args.epochs)))
         return 0
+    conditions = {"quiet": 0, **({"busy": args.busy} if args.busy else {})}
     rounds = []
     for number in range(args.rounds):
         order = args.libraries if number % 2 == 0 else args.libraries[::-1]
         result = {}
         for library in order:
-            result[library] = run_process(library, args)
-            print(f"round {number + 1}: {library} {result[library]}", file=sys.stderr, flush=True)
+            for condition, busy in conditions.items():
+                measured = run_process(library, args, busy)
+                result.setdefault(library, {})[condition] = measured
+                print(f"round {number + 1}: {library} {condition} {measured}", file=sys.stderr,
+                      flush=True)  # fmt: skip
         rounds.append(result)
     emit({
-        "workload": "W1", "cpu": _cpu(), "cpus": os.cpu_count(), "busy": args.busy,
-        "epochs_per_process": args.epochs, "summary": summary(rounds, args.libraries),
-        "rounds": rounds,
+        "workload": "W1", "cpu": _cpu(), "cpus": os.cpu_count(), "busy_loops": args.busy,
+        "epochs_per_process": args.epochs,
+        "summary": summary(rounds, args.libraries, list(conditions)), "rounds": rounds,
     }, args.json)  # fmt: skip
     return 0
 

@@ -61,7 +61,9 @@ def numlp_run(config, data, seed: int, epochs: int) -> dict:
         run_training(config, Path(out) / "run", source=DataSource(data.source),
                      console=Console(io.StringIO()), callbacks=[clock],
                      threads=os.cpu_count())  # fmt: skip
-    return {"marks": clock.marks, "parts": numlp_parts(config, data)}
+    from numlp import kernels
+
+    return {"marks": clock.marks, "parts": numlp_parts(config, data), "kernels": kernels.name()}
 
 
 def numlp_parts(config, data) -> dict:

@@ -2,6 +2,7 @@
 they belong in notes and benchmarks/results, not in tests)."""
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -35,12 +36,26 @@ def model_file(tmp_path_factory):
     return save_model(path, model, class_names=list("0123456789"), preprocessing={"scale": 1 / 255})
 
 
-def test_busy_machine_benchmark_runs_quiet_and_busy(mnist_path):
+def test_race_benchmark_runs_each_library_in_a_process_quiet_and_busy(mnist_path):
     pytest.importorskip("threadpoolctl")
-    result = run("busy.py", "--data-dir", mnist_path, "--epochs", "1", "--libraries", "numlp")
-    numlp = result["results"]["numlp"]
-    assert len(numlp["quiet"]["seconds"]) == 1 and len(numlp["busy"]["seconds"]) == 1
-    assert numlp["busy"]["threads"] and "busy_over_quiet" in numlp
+    result = run("race.py", "--data-dir", mnist_path, "--rounds", "1", "--epochs", "1",
+                 "--busy", "1", "--libraries", "numlp", "numlp-fixed", "numpy")  # fmt: skip
+    (measured,) = result["rounds"]
+    for library in ("numlp", "numlp-fixed", "numpy"):
+        for condition in ("quiet", "busy"):
+            assert len(measured[library][condition]["seconds"]) == 1
+        assert "busy_over_quiet" in result["summary"][library]
+    assert measured["numlp-fixed"]["busy"]["threads"] == os.cpu_count()
+
+
+def test_same_seed_benchmark_hashes_every_run_quiet_and_with_neighbours(mnist_path):
+    pytest.importorskip("threadpoolctl")
+    result = run("same_seed.py", "--data-dir", mnist_path, "--runs", "2", "--epochs", "1",
+                 "--busy-after", "0.5")  # fmt: skip
+    quiet, busy = result["runs"]
+    assert quiet["busy_after"] is None and busy["busy_after"] == 0.5
+    assert len(quiet["model"]) == 16 and len(quiet["threads"]) == 1
+    assert result["different_models"] in (1, 2)
 
 
 def test_serve_load_benchmark_runs_both_servers(model_file):
@@ -217,6 +232,8 @@ def test_step_profile_runs_and_times_every_part(mnist_path, tmp_path):
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
-    parts = json.loads((tmp_path / "p.json").read_text())["ms_per_step"]
-    assert {"optimizer", "loss forward", "whole step"} <= set(parts)
-    assert all(ms > 0 for ms in parts.values())
+    by_kernels = json.loads((tmp_path / "p.json").read_text())["ms_per_step"]
+    assert set(by_kernels) == {"numpy", "numba"}  # side by side (numba is a dev dependency)
+    for parts in by_kernels.values():
+        assert {"optimizer", "loss forward", "whole step"} <= set(parts)
+        assert all(ms > 0 for ms in parts.values())

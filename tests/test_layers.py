@@ -115,17 +115,23 @@ def test_dropout_is_identity_at_inference_and_keeps_the_mean_in_training():
     assert out.dtype == np.float32
 
 
-@pytest.mark.parametrize("shape", [(256, 1024), (3, 7), (1, 1), (5, 3)])
-def test_dropout_masks_are_drawn_from_the_very_bits_earlier_versions_used(shape):
+DRAWS = [[(256, 1024)] * 3, [(3, 7), (256, 1024), (4, 8)], [(1, 1), (5, 3), (2, 2)],
+         [(5, 3), (5, 3), (8, 8)]]  # fmt: skip
+
+
+@pytest.mark.parametrize("shapes", DRAWS)
+def test_dropout_masks_are_drawn_from_the_very_bits_earlier_versions_used(shapes):
     """Masks were once cut from rng.bytes: the same seed must drop the same units (seeded runs
-    and resumed checkpoints stay bit-identical), and leave the generator in the same state."""
+    and resumed checkpoints stay bit-identical), and leave the generator in the same state,
+    draw after draw (odd counts leave half a draw kept for the next)."""
     p = 0.3
     layer = Dropout(p, rng=np.random.default_rng(7))
-    out = layer.forward(np.ones(shape, dtype=np.float32), training=True)
     old = np.random.default_rng(7)
-    bits = np.frombuffer(old.bytes(2 * out.size), dtype="<u2").reshape(shape)
-    np.testing.assert_array_equal(out == 0, bits < round(p * 65536))
-    assert layer.rng.bit_generator.state == old.bit_generator.state
+    for shape in shapes:
+        out = layer.forward(np.ones(shape, dtype=np.float32), training=True)
+        bits = np.frombuffer(old.bytes(2 * out.size), dtype="<u2").reshape(shape)
+        np.testing.assert_array_equal(out == 0, bits < round(p * 65536))
+        assert layer.rng.bit_generator.state == old.bit_generator.state
 
 
 def test_sigmoid_is_finite_and_exact_at_extreme_inputs():

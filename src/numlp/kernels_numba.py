@@ -126,29 +126,36 @@ def _bilinear(images, rows, cols, out):
     height, width = images.shape[1], images.shape[2]
     # One image at a time in a zero border, as the reference pads them all: no bounds checks.
     padded = np.zeros((height + 2, width + 2), dtype=np.float32)
-    low, high_r, high_c = np.float32(-1), np.float32(height), np.float32(width)
+    flat = padded.reshape(-1)
     for b in range(out.shape[0]):
         padded[1:-1, 1:-1] = images[b]
-        image_rows, image_cols, done = rows[b], cols[b], out[b]
         for i in range(out.shape[1]):
             for j in range(out.shape[2]):
-                r = min(max(np.float32(image_rows[i, j]), low), high_r)
-                c = min(max(np.float32(image_cols[i, j]), low), high_c)
-                r0 = min(np.floor(r), np.float32(height - 1))
-                c0 = min(np.floor(c), np.float32(width - 1))
-                r = r - r0  # the fractions, in [0, 1]
-                c = c - c0
-                top, left = int(r0) + 1, int(c0) + 1  # in the padded image
-                top_left, top_right = padded[top, left], padded[top, left + 1]
-                bottom_left, bottom_right = padded[top + 1, left], padded[top + 1, left + 1]
-                upper = top_left + c * (top_right - top_left)
-                lower = bottom_left + c * (bottom_right - bottom_left)
-                done[i, j] = upper + r * (lower - upper)
+                out[b, i, j] = _sample(flat, rows[b, i, j], cols[b, i, j], height, width)
+
+
+@_compiled
+def _sample(padded, row, col, height, width):
+    """sample_bilinear's arithmetic at one point of a zero-bordered image, ``padded`` flat
+    (unsigned indices: numba checks signed ones for wrapping around)."""
+    r = min(max(np.float32(row), np.float32(-1)), np.float32(height))
+    c = min(max(np.float32(col), np.float32(-1)), np.float32(width))
+    r0 = min(np.floor(r), np.float32(height - 1))
+    c0 = min(np.floor(c), np.float32(width - 1))
+    r = r - r0  # the fractions, in [0, 1]
+    c = c - c0
+    stride = width + 2
+    top_left = np.uint64((int(r0) + 1) * stride + int(c0) + 1)
+    bottom_left = top_left + np.uint64(stride)
+    one = np.uint64(1)
+    upper = padded[top_left] + c * (padded[top_left + one] - padded[top_left])
+    lower = padded[bottom_left] + c * (padded[bottom_left + one] - padded[bottom_left])
+    return upper + r * (lower - upper)
 
 
 def bilinear(images, rows, cols):
     """:func:`numlp.data.augment.sample_bilinear` in one pass per image: no index arrays, no
-    four gathers (1.0 ms instead of 1.7 ms for 256 MNIST images here). ``images: (batch,
+    four gathers (0.8 ms instead of 1.7 ms for 256 MNIST images here). ``images: (batch,
     height, width)``, ``rows``/``cols: (batch, out_height, out_width)``; a new float32 array of
     the coordinates' shape."""
     out = np.empty(rows.shape, dtype=np.float32)

@@ -183,13 +183,13 @@ class Optimizer:
             scratch = self._scratch.get(p)
             if scratch is None or scratch.dtype != p.value.dtype:
                 scratch = self._scratch[p] = np.empty_like(p.value)
-            if self.weight_decay and p.decay:
-                if self.decoupled_decay:
-                    p.value *= 1 - self.lr * self.weight_decay
-                else:
-                    # p.grad is scratch once the step has begun: backward overwrites it next time.
-                    np.multiply(p.value, self.weight_decay, out=scratch)
-                    grad += scratch
+            coupled, keep = self._decays(p)
+            if keep != 1:
+                p.value *= keep
+            if coupled:
+                # p.grad is scratch once the step has begun: backward overwrites it next time.
+                np.multiply(p.value, coupled, out=scratch)
+                grad += scratch
             self._update(p, grad, self.state[p], scratch)
         return norm
 

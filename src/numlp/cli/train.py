@@ -46,8 +46,8 @@ def add_commands(commands) -> None:
         metavar="N|auto",
         default=os.environ.get("NUMLP_THREADS") or "auto",
         help="BLAS threads: auto (the default, or $NUMLP_THREADS) takes the cores other "
-        "processes leave free, re-measured every epoch; a number fixes it (results are "
-        "bit-identical for the same seed and thread count)",
+        "processes leave free when the run starts, kept for the whole run and its resumes; a "
+        "number fixes it (results are bit-identical for the same seed and thread count)",
     )
     train.set_defaults(handler=cmd_train)
 
