@@ -204,8 +204,8 @@ class _Loop:
                     self.state.epoch_seconds = time.perf_counter() - started
                     break
                 logs = self._epoch_logs(epoch, samples, validation_data, started)
-                if self.state.threads is not None:
-                    logs["threads"] = self.state.threads
+                if self.governor is not None and self.state.threads is not None:
+                    logs["threads"] = self.state.threads  # as applied: not with threads=None
                 self.state.finish_epoch(epoch, logs, self.rng)
                 callbacks.on_epoch_end(epoch, logs)
                 if self.model.stop_training or interrupted():
