@@ -49,8 +49,11 @@ def main() -> None:
     args = parser.parse_args()
 
     choices = ["numpy", "numba"] if args.kernels == "both" else [args.kernels]
-    if "numba" in choices and kernels._load() is None:
-        choices = ["numpy"]  # numba not installed: the reference alone
+    if args.kernels == "both":
+        try:
+            kernels.use("numba")
+        except ImportError:
+            choices = ["numpy"]  # numba not installed: the reference alone
     x, y, _, _ = load_mnist(args.data_dir)
     model, optimizer, batch = build(args.workload)
     loss = SoftmaxCrossEntropy()

@@ -148,3 +148,17 @@ def test_a_bad_environment_setting_stops_fit_before_any_step(monkeypatch):
     with pytest.raises(ValueError, match="kernels must be one of"):
         model.fit(np.zeros((8, 4), np.float32), np.zeros(8, int), epochs=1)
     np.testing.assert_array_equal(model.layers[0].W.value, before)
+
+
+def test_arrays_the_kernels_are_not_built_for_take_the_numpy_path():
+    kernels.use("numba")
+    relu = ReLU()
+    x = np.arange(-3, 3, dtype=np.longdouble).reshape(2, 3)  # no numba kernel for long double
+    relu.forward(x, training=True)
+    grad = relu.backward(np.ones_like(x))
+    assert grad.dtype == np.longdouble
+    np.testing.assert_array_equal(grad, [[0, 0, 0], [0, 1, 1]])
+    strided = Parameter(np.ones((4, 6), np.float32)[:, ::2])  # not C-contiguous
+    strided.grad[...] = 1
+    SGD([strided], lr=0.5, momentum=0.9).step()
+    np.testing.assert_array_equal(strided.value, np.full((4, 3), 0.5, np.float32))

@@ -50,6 +50,15 @@ def name() -> str:
     return "numba" if fused() is not None else "numpy"
 
 
+def takes(first, *others) -> bool:
+    """Whether the fused kernels take these arrays: C-contiguous, float32 or float64 (what
+    they are compiled for), all of ``first``'s shape and dtype."""
+    return first.dtype.name in ("float32", "float64") and all(
+        a.dtype == first.dtype and a.shape == first.shape and a.flags.c_contiguous
+        for a in (first, *others)
+    )
+
+
 def _load():
     try:
         from numlp import kernels_numba

@@ -74,16 +74,6 @@ def flush_subnormals(a: np.ndarray, scratch: np.ndarray) -> None:
     bits &= keep
 
 
-def _fusable(p: Parameter, state: dict) -> bool:
-    """Whether a fused kernel may update ``p``: float32 or float64 arrays, C-contiguous, of
-    one dtype (what the kernels are compiled for)."""
-    arrays = [p.value, p.grad, *state.values()]
-    dtype = p.value.dtype
-    return dtype in _EXPONENT_BITS and all(
-        a.dtype == dtype and a.flags.c_contiguous and a.shape == p.value.shape for a in arrays
-    )
-
-
 def _check_number(who: str, name: str, value, low: float, high: float = math.inf, low_open=False):
     ok = isinstance(value, (int, float, np.floating, np.integer)) and math.isfinite(value)
     if ok:
@@ -176,7 +166,7 @@ class Optimizer:
         self.steps += 1
         fused = kernels.fused() if self._fusing else None
         for p in self.params:
-            if fused is not None and _fusable(p, self.state[p]):
+            if fused is not None and kernels.takes(p.value, p.grad, *self.state[p].values()):
                 self._fused_update(fused, p, self.state[p])
                 continue
             grad = p.grad
