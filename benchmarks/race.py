@@ -16,10 +16,12 @@ Libraries: ``numlp`` (``fit`` as a user calls it; fused kernels when numba is in
 (``NUMLP_KERNELS=numpy``: the NumPy reference), ``numlp-before`` (another version's ``src``
 folder, given with ``--before``, e.g. a ``git worktree``), ``numlp-cli`` (``numlp train`` with
 the W1 recipe; epoch seconds from its metrics), ``numpy`` (a bare NumPy loop doing the same
-step: forward, loss, backward, momentum update; no framework) and ``torch`` (needs ``pip
-install torch==2.13.0``). With ``--busy N`` each library is measured quiet and then beside N
-busy Python loops (started before its process, ended after it), and the summary gives busy
-over quiet per round.
+step: forward, loss, backward, momentum update; no framework), ``products`` (only the step's
+eight matrix products, through NumPy's BLAS: the floor of any library that leaves them to
+BLAS), ``torch`` (needs ``pip install torch==2.13.0``) and ``jax`` (``jit`` of the whole step,
+which XLA fuses; needs ``pip install jax``). With ``--busy N`` each library is measured quiet
+and then beside N busy Python loops (started before its process, ended after it), and the
+summary gives busy over quiet per round.
 """
 
 from __future__ import annotations
@@ -37,7 +39,10 @@ from pathlib import Path
 from neighbours import busy_neighbours, emit
 
 HERE = Path(__file__).resolve().parent
-LIBRARIES = ("numlp", "numlp-fixed", "numlp-numpy", "numlp-before", "numlp-cli", "numpy", "torch")
+LIBRARIES = (
+    "numlp", "numlp-fixed", "numlp-numpy", "numlp-before", "numlp-cli", "numpy", "products",
+    "torch", "jax",
+)  # fmt: skip
 
 
 def numlp_epochs(x, y, epochs: int, threads="auto") -> dict:
@@ -117,6 +122,77 @@ def numpy_epochs(x, y, epochs: int) -> dict:
     return {"seconds": seconds[1:]}
 
 
+def products_epochs(x, epochs: int) -> dict:
+    """Only W1's matrix products, on the same batches: forward (3), weight gradients (3) and
+    input gradients (2; the first layer needs none). Everything else in a step is left out,
+    so this is what the products alone cost, whoever calls BLAS for them."""
+    import time
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    sizes = [784, 512, 256, 10]
+    weights = [rng.standard_normal((a, b)).astype(np.float32) * 0.05
+               for a, b in zip(sizes, sizes[1:])]  # fmt: skip
+    grads = [np.empty_like(w) for w in weights]
+    seconds = []
+    for _ in range(epochs + 1):
+        start = time.perf_counter()
+        for i in range(0, len(x), 128):
+            xb = x[i : i + 128]
+            h1 = xb @ weights[0]
+            h2 = h1 @ weights[1]
+            z = h2 @ weights[2]
+            g2 = z @ weights[2].T
+            g1 = g2 @ weights[1].T
+            np.matmul(xb.T, g1, out=grads[0])
+            np.matmul(h1.T, g2, out=grads[1])
+            np.matmul(h2.T, z, out=grads[2])
+        seconds.append(time.perf_counter() - start)
+    return {"seconds": seconds[1:]}
+
+
+def jax_epochs(x, y, epochs: int) -> dict:
+    """W1 in JAX: the whole step (forward, loss, gradient, momentum update) under ``jit``."""
+    import time
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    sizes = [784, 512, 256, 10]
+    params = [(jnp.asarray((rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(np.float32)),
+               jnp.zeros(b, jnp.float32)) for a, b in zip(sizes, sizes[1:])]  # fmt: skip
+    velocity = jax.tree_util.tree_map(jnp.zeros_like, params)
+
+    def loss(params, xb, yb):
+        h = xb
+        for w, b in params[:-1]:
+            h = jax.nn.relu(h @ w + b)
+        z = h @ params[-1][0] + params[-1][1]
+        return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(z), yb[:, None], axis=1))
+
+    @jax.jit
+    def step(params, velocity, xb, yb):
+        grads = jax.grad(loss)(params, xb, yb)
+        velocity = jax.tree_util.tree_map(lambda v, g: 0.9 * v + g, velocity, grads)
+        params = jax.tree_util.tree_map(lambda p, v: p - 0.01 * v, params, velocity)
+        return params, velocity
+
+    seconds = []
+    full = len(x) // 128 * 128  # one shape: a last short batch would compile a second step
+    for _ in range(epochs + 1):
+        start = time.perf_counter()
+        order = rng.permutation(len(x))
+        xs, ys = jnp.asarray(x[order[:full]]), jnp.asarray(y[order[:full]].astype(np.int32))
+        for i in range(0, full, 128):
+            params, velocity = step(params, velocity, xs[i : i + 128], ys[i : i + 128])
+        jax.block_until_ready(params)
+        seconds.append(time.perf_counter() - start)
+    return {"seconds": seconds[1:]}
+
+
 def worker(library: str, data_dir: str, epochs: int) -> dict:
     sys.path.insert(0, str(HERE))
     from numlp.bench import load_mnist
@@ -131,6 +207,10 @@ def worker(library: str, data_dir: str, epochs: int) -> dict:
         return {"seconds": [runner.epoch() for _ in range(epochs + 1)][1:]}
     if library == "numpy":
         return numpy_epochs(x, y, epochs)
+    if library == "products":
+        return products_epochs(x, epochs)
+    if library == "jax":
+        return jax_epochs(x, y, epochs)
     if library == "numlp-fixed":  # every core, nothing measured: the protection off
         return numlp_epochs(x, y, epochs, threads=os.cpu_count())
     return numlp_epochs(x, y, epochs)

@@ -48,6 +48,27 @@ def test_race_benchmark_runs_each_library_in_a_process_quiet_and_busy(mnist_path
     assert measured["numlp-fixed"]["busy"]["threads"] == os.cpu_count()
 
 
+@pytest.mark.parametrize("library", ["products", "jax"])
+def test_race_measures_the_products_floor_and_jax(mnist_path, library):
+    if library == "jax":
+        pytest.importorskip("jax")
+    result = run("race.py", "--data-dir", mnist_path, "--rounds", "1", "--epochs", "1",
+                 "--libraries", library)  # fmt: skip
+    (measured,) = result["rounds"]
+    (seconds,) = measured[library]["quiet"]["seconds"]
+    assert seconds > 0 and result["summary"][library]["quiet"]["median"] == seconds
+
+
+def test_update_cost_times_the_step_after_each_kind_of_work(mnist_path):
+    pytest.importorskip("threadpoolctl")
+    result = run("update_cost.py", "--data-dir", mnist_path, "--repeats", "5", "--samples",
+                 "1280")  # fmt: skip
+    for kernels_used in result["ms_per_step"].values():
+        assert set(kernels_used) == {"nothing", "matmul, 2 threads", "matmul, 1 thread",
+                                     "32 MB sweep", "training"}  # fmt: skip
+        assert all(ms > 0 for ms in kernels_used.values())
+
+
 def test_same_seed_benchmark_hashes_every_run_quiet_and_with_neighbours(mnist_path):
     pytest.importorskip("threadpoolctl")
     result = run("same_seed.py", "--data-dir", mnist_path, "--runs", "2", "--epochs", "1",

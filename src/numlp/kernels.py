@@ -3,10 +3,11 @@
 Each optimizer update, dropout mask and activation derivative is written in NumPy beside its
 layer or optimizer; that code is the reference, the default and the oracle of the tests. With
 numba installed (``pip install 'numlp[speed]'``) the same arithmetic also exists as fused loops
-(:mod:`numlp.kernels_numba`): one pass over the parameters instead of four to ten, split over
-the cores for large arrays. They compute the same float32 operations in the same order, so they
-give the same bits as NumPy (tested), and they draw no random numbers of their own: a dropout
-mask's bits still come from the layer's NumPy generator.
+(:mod:`numlp.kernels_numba`): one pass over the parameters instead of four to ten, on the
+calling thread (split over the cores, they ran slower beside BLAS's threads). They compute the
+same float32 operations in the same order, so they give the same bits as NumPy (tested), and
+they draw no random numbers of their own: a dropout mask's bits still come from the layer's
+NumPy generator.
 
 Chosen once per process by ``NUMLP_KERNELS``: ``auto`` (the default: fused when numba
 imports), ``numba`` (fused, or an ImportError saying how to install it) or ``numpy``.
@@ -17,6 +18,8 @@ training step that asks, not when numlp is imported: ``numlp predict`` never pay
 from __future__ import annotations
 
 import os
+
+import numpy as np
 
 CHOICES = ("auto", "numba", "numpy")
 
@@ -53,10 +56,17 @@ def name() -> str:
 def takes(first, *others) -> bool:
     """Whether the fused kernels take these arrays: C-contiguous, float32 or float64 (what
     they are compiled for), all of ``first``'s shape and dtype."""
-    return first.dtype.name in ("float32", "float64") and all(
-        a.dtype == first.dtype and a.shape == first.shape and a.flags.c_contiguous
-        for a in (first, *others)
-    )
+    dtype, shape = first.dtype, first.shape
+    if dtype not in _COMPILED_FOR or not first.flags.c_contiguous:
+        return False
+    for a in others:  # a plain loop: this runs for every parameter of every step
+        if a.dtype != dtype or a.shape != shape or not a.flags.c_contiguous:
+            return False
+    return True
+
+
+# Compared as dtypes, not by name: dtype.name is computed in Python, at 3 us a call.
+_COMPILED_FOR = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _load():

@@ -280,8 +280,9 @@ class SGD(Optimizer):
     def _fused_update(self, fused, p, state):
         velocity = p.grad  # a stand-in the kernel never reads without momentum
         if self.momentum:
-            # zeros, not a copy of the gradient: 0 * momentum + g is g, bit for bit
-            velocity = state.setdefault("velocity", np.zeros_like(p.value))
+            velocity = state.get("velocity")
+            if velocity is None:  # zeros, not a copy of the gradient: 0 * momentum + g is g
+                velocity = state["velocity"] = np.zeros_like(p.value)
         fused.sgd_update(
             p.value.reshape(-1), p.grad.reshape(-1), velocity.reshape(-1), self.lr,
             self.momentum, self._decays(p)[0], self.nesterov, self.steps % FLUSH_EVERY == 0,
