@@ -198,7 +198,7 @@ class Dense(Layer):
         if self._x is None:
             raise RuntimeError(f"{self!r}: backward called before forward")
         np.matmul(self._x.T, grad_out, out=self.W.grad)
-        np.sum(grad_out, axis=0, out=self.b.grad)
+        np.add.reduce(grad_out, axis=0, out=self.b.grad)  # np.sum without its Python wrapper
         if not self.needs_input_grad:
             return None
         return grad_out @ self.W.value.T

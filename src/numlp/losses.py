@@ -113,16 +113,18 @@ class SoftmaxCrossEntropy(Loss):
         n, k = outputs.shape
         labels = check_labels(targets, n, k)
         rows = np.arange(n)
-        shifted = outputs - outputs.max(axis=1, keepdims=True)
-        lse = np.log(np.sum(np.exp(shifted), axis=1))
+        # The ufuncs' own reductions: the same sums as max/sum/mean, without the Python
+        # wrappers around them (5-8 us each, a quarter of a small step's time outside BLAS).
+        shifted = outputs - np.maximum.reduce(outputs, axis=1, keepdims=True)
+        lse = np.log(np.add.reduce(np.exp(shifted), axis=1))
         true_logp = shifted[rows, labels] - lse
         s = self.label_smoothing
         per_sample = -(1 - s) * true_logp
         if s:
-            mean_logp = shifted.mean(axis=1) - lse
+            mean_logp = np.add.reduce(shifted, axis=1) / k - lse
             per_sample -= s * mean_logp
         self._cache = (shifted, lse, labels)
-        return float(per_sample.mean())
+        return float(np.add.reduce(per_sample) / n)
 
     def backward(self):
         shifted, lse, labels = self._cache
