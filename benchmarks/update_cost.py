@@ -32,8 +32,9 @@ from numlp.bench import load_mnist
 def w1(seed: int = 0):
     model = Sequential([Dense(784, 512), ReLU(), Dense(512, 256), ReLU(), Dense(256, 10)],
                        seed=seed)  # fmt: skip
-    for p in model.parameters():
-        p.grad[...] = np.random.default_rng(seed).standard_normal(p.grad.shape) * 1e-3
+    rng = np.random.default_rng(seed)
+    for p in model.parameters():  # small gradients: the weights stay where they are
+        p.grad[...] = rng.standard_normal(p.grad.shape) * 1e-3
     return model, SGD(model.parameters(), lr=0.01, momentum=0.9)
 
 
