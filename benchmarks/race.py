@@ -39,6 +39,7 @@ from pathlib import Path
 from neighbours import busy_neighbours, emit
 
 HERE = Path(__file__).resolve().parent
+W1_SIZES = (784, 512, 256, 10)  # the layer widths of the bare loops (numlp builds its own)
 LIBRARIES = (
     "numlp", "numlp-fixed", "numlp-numpy", "numlp-before", "numlp-cli", "numpy", "products",
     "torch", "jax",
@@ -88,7 +89,7 @@ def numpy_epochs(x, y, epochs: int) -> dict:
     import numpy as np
 
     rng = np.random.default_rng(0)
-    sizes = [784, 512, 256, 10]
+    sizes = W1_SIZES
     weights = [
         (rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(np.float32)
         for a, b in zip(sizes, sizes[1:])
@@ -132,7 +133,7 @@ def products_epochs(x, epochs: int) -> dict:
     import numpy as np
 
     rng = np.random.default_rng(0)
-    sizes = [784, 512, 256, 10]
+    sizes = W1_SIZES
     weights = [rng.standard_normal((a, b)).astype(np.float32) * 0.05
                for a, b in zip(sizes, sizes[1:])]  # fmt: skip
     grads = [np.empty_like(w) for w in weights]
@@ -162,7 +163,7 @@ def jax_epochs(x, y, epochs: int) -> dict:
     import numpy as np
 
     rng = np.random.default_rng(0)
-    sizes = [784, 512, 256, 10]
+    sizes = W1_SIZES
     params = [(jnp.asarray((rng.standard_normal((a, b)) * np.sqrt(2 / a)).astype(np.float32)),
                jnp.zeros(b, jnp.float32)) for a, b in zip(sizes, sizes[1:])]  # fmt: skip
     velocity = jax.tree_util.tree_map(jnp.zeros_like, params)

@@ -24,18 +24,19 @@ import time
 
 import numpy as np
 from neighbours import emit
+from step_profile import build
 
-from numlp import SGD, Dense, ReLU, Sequential, SoftmaxCrossEntropy, kernels
+from numlp import SoftmaxCrossEntropy, kernels
 from numlp.bench import load_mnist
 
 
-def w1(seed: int = 0):
-    model = Sequential([Dense(784, 512), ReLU(), Dense(512, 256), ReLU(), Dense(256, 10)],
-                       seed=seed)  # fmt: skip
-    rng = np.random.default_rng(seed)
+def w1():
+    """W1's model and optimizer (step_profile's), with small gradients to step with."""
+    model, optimizer, _ = build("w1")
+    rng = np.random.default_rng(0)
     for p in model.parameters():  # small gradients: the weights stay where they are
         p.grad[...] = rng.standard_normal(p.grad.shape) * 1e-3
-    return model, SGD(model.parameters(), lr=0.01, momentum=0.9)
+    return model, optimizer
 
 
 def median_ms(before, step, repeats: int) -> float:

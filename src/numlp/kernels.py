@@ -53,6 +53,10 @@ def name() -> str:
     return "numba" if fused() is not None else "numpy"
 
 
+# Compared as dtypes, not by name: dtype.name is computed in Python, at 3 us a call.
+_COMPILED_FOR = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def takes(first, *others) -> bool:
     """Whether the fused kernels take these arrays: C-contiguous, float32 or float64 (what
     they are compiled for), all of ``first``'s shape and dtype."""
@@ -63,10 +67,6 @@ def takes(first, *others) -> bool:
         if a.dtype != dtype or a.shape != shape or not a.flags.c_contiguous:
             return False
     return True
-
-
-# Compared as dtypes, not by name: dtype.name is computed in Python, at 3 us a call.
-_COMPILED_FOR = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def _load():
