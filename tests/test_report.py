@@ -175,6 +175,17 @@ def test_compare_tabulates_runs_and_overlays_their_curves(run, tmp_path, mnist_p
     assert_not_blank(out)
 
 
+def test_compare_prints_nothing_but_the_error_when_a_folder_is_not_a_run(run, tmp_path, capsys):
+    capsys.readouterr()
+    stray = tmp_path / "not-a-run"
+    stray.mkdir()
+    assert main(["compare", str(run), str(stray), "--out", str(tmp_path / "c.png")]) != 0
+    captured = capsys.readouterr()
+    assert captured.out == ""  # no table header or first row before the error
+    assert "not-a-run has no metrics.jsonl" in captured.err
+    assert not (tmp_path / "c.png").exists()
+
+
 def test_data_show_draws_a_labelled_grid(mnist_path, tmp_path, capsys):
     out = tmp_path / "samples.png"
     assert (

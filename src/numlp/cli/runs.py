@@ -71,9 +71,8 @@ def cmd_compare(args) -> int:
     from numlp.io import read_header
     from numlp.report import PlotsUnavailable, plot_comparison, read_metrics
 
-    runs = {}
-    print(f"{'run':<30} {'epochs':>6} {'val acc':>8} {'test acc':>8} {'seconds':>8}")
-    for run in args.runs:
+    runs, rows = {}, []
+    for run in args.runs:  # every run read before anything is printed: an error, not half a table
         records = read_metrics(run)
         runs[run.name if run.name not in runs else str(run)] = records
         model_file = run / "model.npz"
@@ -81,7 +80,11 @@ def cmd_compare(args) -> int:
         val = records[-1].get("val_accuracy") if records else None
         test = training.get("test_accuracy")
         seconds = sum(r.get("seconds", 0) for r in records)
-        row = f"{str(run):<30} {len(records):>6} {_pct(val):>8} {_pct(test):>8} {seconds:>8.1f}"
+        rows.append(
+            f"{str(run):<30} {len(records):>6} {_pct(val):>8} {_pct(test):>8} {seconds:>8.1f}"
+        )
+    print(f"{'run':<30} {'epochs':>6} {'val acc':>8} {'test acc':>8} {'seconds':>8}")
+    for row in rows:
         print(printable(row))
     try:
         print(f"wrote {plot_comparison(runs, args.out)}")
