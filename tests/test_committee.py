@@ -215,6 +215,11 @@ def test_ensemble_evaluate_predict_and_report_from_the_command_line(small_data, 
     # one run is no committee; an existing committee file is kept without --overwrite
     status, _, err = finish(start("ensemble", runs[0], "--out", tmp_path / "x.npz"))
     assert status == 2 and "a committee needs at least 2 members, got 1" in err
+    # copies vote as one: the same run twice, or a run beside a committee holding it, refused
+    for given in ([runs[0], runs[0]], [runs[0] / "model.npz", tmp_path / "c.npz"]):
+        status, _, err = finish(start("ensemble", *given, "--out", tmp_path / "x.npz"))
+        assert status == 2 and "holds a model already given" in err, err
+        assert "Traceback" not in err and not (tmp_path / "x.npz").exists()
     before = (tmp_path / "c.npz").read_bytes()
     status, _, err = finish(start("ensemble", *runs, "--out", tmp_path / "c.npz"))
     assert status == 2 and "c.npz exists; choose another --out or pass --overwrite" in err

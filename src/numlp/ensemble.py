@@ -10,7 +10,10 @@ Every member is checked against the first like any model reference
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+
+import numpy as np
 
 from numlp.committee import Committee
 from numlp.data.datasets import DataSource
@@ -28,13 +31,22 @@ def gather(paths) -> tuple[Committee, dict, list[dict]]:
     """The committee of the models in ``paths`` (run folders or model files; a committee file
     gives its members). Returns it with the facts its members share (dataset, class names,
     preprocessing) and each member's training summary. Raises ValueError naming the first
-    model that disagrees with the first one."""
+    model that disagrees with the first one, or that is a copy of one given before."""
     members, training, facts, first = [], [], None, None
+    seen: dict[str, str] = {}  # a member's weights' digest -> where it was given
     for path in paths:
         model, header = load_model(model_file(path))
         if facts is None:
             facts, first = {key: header.get(key) for key in SHARED_FACTS}, model
         check_reference(str(path), header, model, facts, first.input_shape, first.classes)
+        for member in model.members:
+            digest = _weights_digest(member)
+            if digest in seen:
+                raise ValueError(
+                    f"{path} holds a model already given ({seen[digest]}): copies in a "
+                    "committee vote as one; join models trained apart (other seeds or recipes)"
+                )
+            seen[digest] = str(path)
         members += model.members
         if "members" in header:  # a committee file: its members' own summaries
             training += [m.get("training", {}) for m in header["members"]]
@@ -42,6 +54,16 @@ def gather(paths) -> tuple[Committee, dict, list[dict]]:
             training.append({**header.get("training", {}), "source": str(path)})
     committee = Committee(members)  # refuses fewer than two
     return committee, {k: v for k, v in facts.items() if v is not None}, training
+
+
+def _weights_digest(model) -> str:
+    """A digest of every learned array of ``model`` with its name, shape and dtype: two
+    members with the same digest are the same model."""
+    digest = hashlib.blake2b(digest_size=16)
+    for name, array in model.state_dict().items():
+        digest.update(f"{name}{array.shape}{array.dtype.str}".encode())
+        digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
+    return digest.hexdigest()
 
 
 def score(committee, facts: dict, training, test, seconds=None) -> dict:
