@@ -57,9 +57,10 @@ def gather(paths) -> tuple[Committee, dict, list[dict]]:
 
 
 def _weights_digest(model) -> str:
-    """A digest of every learned array of ``model`` with its name, shape and dtype: two
-    members with the same digest are the same model."""
+    """A digest of ``model``'s layer types and every learned array with its name, shape and
+    dtype: two members with the same digest are the same model."""
     digest = hashlib.blake2b(digest_size=16)
+    digest.update(" ".join(type(layer).__name__ for layer in model.layers).encode())
     for name, array in model.state_dict().items():
         digest.update(f"{name}{array.shape}{array.dtype.str}".encode())
         digest.update(memoryview(np.ascontiguousarray(array)).cast("B"))
