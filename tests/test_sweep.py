@@ -161,6 +161,11 @@ def test_bad_spaces_are_refused_with_the_key_and_the_fix(text, words):
             ["--storage", "postgresql://numlp:secret@127.0.0.1:9/none", "--study", "s"],
             "cannot open the study storage postgresql://numlp:***@127.0.0.1:9/none",
         ),
+        (
+            SPACE,
+            ["--storage", "mysql://numlp:secret@127.0.0.1:9/none", "--study", "s"],
+            "no database driver for 'mysql' URLs is installed; numlp's sweeps run on PostgreSQL",
+        ),
         (SPACE, ["--workers", "0"], "--workers must be from 1"),
         (SPACE, ["--storage", "postgresql://127.0.0.1:9/none"], "needs --study NAME"),
     ],

@@ -68,6 +68,17 @@ def shown(url: str) -> str:
     return re.sub(r"(://[^/:@]+:)[^/@]*@", r"\1***@", url).replace("+psycopg", "")
 
 
+def _missing_driver(url: str, err: ImportError) -> str:
+    """What to install when SQLAlchemy finds no driver for ``url``'s database."""
+    if url.startswith("postgresql"):
+        return f"{err}; the PostgreSQL driver comes with 'numlp[sweep]'"
+    scheme = url.split(":", 1)[0]
+    return (
+        f"no database driver for {scheme!r} URLs is installed; numlp's sweeps run on "
+        "PostgreSQL (its driver comes with 'numlp[sweep]') or a SQLite file (give its path)"
+    )
+
+
 def open_storage(storage, heartbeat: float = DEFAULT_HEARTBEAT, on_lost=None):
     """Optuna's storage behind ``storage`` (a URL or a SQLite path), with heartbeats every
     ``heartbeat`` seconds; StorageError in one line if it cannot be reached. ``on_lost(study,
@@ -90,7 +101,7 @@ def open_storage(storage, heartbeat: float = DEFAULT_HEARTBEAT, on_lost=None):
                 heartbeat_stale_trial_callback=on_lost,
             )
         except ImportError as err:
-            raise ImportError(f"{err}; the PostgreSQL driver comes with 'numlp[sweep]'") from None
+            raise ImportError(_missing_driver(url, err)) from None
         except Exception as err:  # SQLAlchemy's and the driver's errors: "not reachable"
             reason = " ".join(str(getattr(err, "orig", None) or err).split())
             # Workers started together on an empty database race to create its tables: the
