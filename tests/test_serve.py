@@ -409,6 +409,13 @@ def test_bad_ports_are_one_line_errors_with_status_2(model_file):
 
     code, err = serve(99999)
     assert code == 2 and err == "numlp: error: --port 99999 is not a port number (0 to 65535)"
+    for size in ("0", "-5"):  # a limit no drawing fits under: refused, not served
+        done = subprocess.run(
+            [sys.executable, "-m", "numlp", "serve", str(model_file), "--max-bytes", size],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+        assert done.returncode == 2 and done.stdout == "", done.stdout
+        assert done.stderr.startswith(f"numlp: error: --max-bytes {size} is too small for a")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()

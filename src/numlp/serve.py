@@ -42,6 +42,7 @@ from numlp.io import class_names
 from numlp.metrics import top_classes
 
 MAX_BYTES = 2_000_000
+MIN_BYTES = 1_000  # a JSON drawing (784 numbers) takes more: a smaller limit refuses them all
 PICTURE_WORKERS = 2
 PICTURE_QUEUE = 64  # pictures waiting for a worker (bodies of 2 MB at most); one more: 503
 BODY_SECONDS = 10.0  # an upload slower than this is cut off (408)
@@ -89,6 +90,11 @@ def page_html(names: list[str]) -> str:
 
 def create_app(model, header: dict, max_bytes: int = MAX_BYTES, pool: PicturePool | None = None):
     """The Starlette application serving ``model`` (with its file ``header``)."""
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < MIN_BYTES:
+        raise ValueError(
+            f"`max_bytes` {max_bytes!r} is too small for a drawing: give at least {MIN_BYTES:,} "
+            f"bytes (the default is {MAX_BYTES:,})"
+        )
     from starlette.applications import Starlette
     from starlette.responses import HTMLResponse, JSONResponse
     from starlette.routing import Route
@@ -264,6 +270,7 @@ def serve(
             f"{model_path}: numlp serve's page draws 28x28 digits, and this model takes inputs "
             f"of shape {model.input_shape}; use numlp predict for its own data"
         )
+    app = create_app(model, header, max_bytes)  # its settings checked before the port is taken
     _one_blas_thread()
     sock = bind(host, port)
     port = sock.getsockname()[1]  # the real one when 0 asked for any free port
@@ -273,7 +280,7 @@ def serve(
         flush=True,
     )
     config = uvicorn.Config(
-        create_app(model, header, max_bytes),
+        app,
         log_level="warning",
         timeout_keep_alive=5,
         http=guarded_protocol(),

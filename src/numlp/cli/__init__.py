@@ -88,7 +88,7 @@ def as_flags(message: str) -> str:
 
 
 # The settings lower floors name that are flags here (the training settings are too).
-FLAG_SETTINGS = {"data_dir", "port", "host", "threads", "dataset", "out"}
+FLAG_SETTINGS = {"data_dir", "port", "host", "threads", "dataset", "out", "max_bytes"}
 
 
 def _os_error(err: OSError) -> str:
