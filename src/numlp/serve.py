@@ -90,7 +90,7 @@ def page_html(names: list[str]) -> str:
 
 def create_app(model, header: dict, max_bytes: int = MAX_BYTES, pool: PicturePool | None = None):
     """The Starlette application serving ``model`` (with its file ``header``)."""
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < MIN_BYTES:
+    if not max_bytes >= MIN_BYTES:  # also refuses NaN
         raise ValueError(
             f"`max_bytes` {max_bytes!r} is too small for a drawing: give at least {MIN_BYTES:,} "
             f"bytes (the default is {MAX_BYTES:,})"
